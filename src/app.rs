@@ -3,7 +3,8 @@
 
 use std::net::{SocketAddr, TcpListener};
 
-use actix_web::dev::Server;
+use actix_web::body::MessageBody;
+use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 use anyhow::{Context, bail};
@@ -22,6 +23,39 @@ pub struct AppState {
     pub config: Config,
     pub storage: Storage,
     pub rules: UploadRules,
+}
+
+impl AppState {
+    pub fn new(config: Config, storage: Storage) -> web::Data<Self> {
+        let rules = UploadRules {
+            max_bytes: config.max_upload_bytes,
+            allowed: config.allowed_types.clone(),
+        };
+        web::Data::new(AppState {
+            config,
+            storage,
+            rules,
+        })
+    }
+}
+
+/// The application: state, path errors as JSON, the access log, and the routes.
+pub fn app(
+    state: web::Data<AppState>,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    App::new()
+        .app_data(state)
+        .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::InvalidPath.into()))
+        .wrap(from_fn(access_log))
+        .configure(routes::configure)
 }
 
 /// Makes every collection folder ready, or explains why it cannot be.
@@ -86,26 +120,12 @@ pub fn start(config: Config) -> anyhow::Result<(Server, SocketAddr)> {
 
     let workers = config.workers;
     let grace = config.shutdown_grace;
-    let state = web::Data::new(AppState {
-        rules: UploadRules {
-            max_bytes: config.max_upload_bytes,
-            allowed: config.allowed_types.clone(),
-        },
-        config,
-        storage,
-    });
-
-    let server = HttpServer::new(move || {
-        App::new()
-            .app_data(state.clone())
-            .app_data(web::PathConfig::default().error_handler(|_, _| ApiError::InvalidPath.into()))
-            .wrap(from_fn(access_log))
-            .configure(routes::configure)
-    })
-    .workers(workers)
-    .shutdown_timeout(grace.as_secs())
-    .listen(listener)?
-    .run();
+    let state = AppState::new(config, storage);
+    let server = HttpServer::new(move || app(state.clone()))
+        .workers(workers)
+        .shutdown_timeout(grace.as_secs())
+        .listen(listener)?
+        .run();
 
     log::info!("listening on http://{address}");
     Ok((server, address))
