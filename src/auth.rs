@@ -21,7 +21,8 @@ pub enum TokenSource {
     None,
     /// Given on the command line or in the environment.
     Inline(String),
-    /// A file, read on every write so that a rotated Kubernetes Secret takes effect at once.
+    /// A file, read on every write so that a rotated Kubernetes Secret takes effect at once;
+    /// trailing white space (the newline) is ignored.
     File(PathBuf),
 }
 
@@ -48,7 +49,9 @@ impl TokenSource {
             Self::File(path) => {
                 let text = std::fs::read_to_string(path)
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot read {path:?}: {e}")))?;
-                let token = text.trim_end_matches(['\n', '\r']);
+                // NOTE: HTTP strips white space around header values, so a token ending in white
+                // space could never match; the trailing newline of `echo token > file` is common.
+                let token = text.trim_end();
                 if token.trim().is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -71,9 +74,7 @@ impl TokenSource {
 /// 401 for a missing or wrong token, 403 for a non-loopback client when no token is configured,
 /// 500 when the token file cannot be read (fails closed).
 pub fn authorize_write(source: &TokenSource, req: &HttpRequest) -> Result<(), ApiError> {
-    let expected = source
-        .current()
-        .map_err(|e| ApiError::internal("reading the upload token file", e))?;
+    let expected = source.current().map_err(ApiError::TokenUnavailable)?;
 
     let Some(expected) = expected else {
         let loopback = req
@@ -136,10 +137,10 @@ mod tests {
     }
 
     #[test]
-    fn token_file_ignores_only_the_trailing_newline() {
+    fn token_file_ignores_trailing_white_space() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "s3cret\n").unwrap();
+        std::fs::write(&path, "s3cret \r\n").unwrap();
         let source = TokenSource::File(path.clone());
         assert_eq!(source.current().unwrap().as_deref(), Some("s3cret"));
 

@@ -90,7 +90,7 @@ pub struct Options {
     pub upload_token: Option<String>,
 
     /// File holding the upload token (a mounted Kubernetes Secret); read on every write, so a
-    /// rotated Secret takes effect without a restart. A trailing newline is ignored.
+    /// rotated Secret takes effect without a restart. Trailing white space is ignored.
     #[arg(long, env = "MEDIA_UPLOAD_TOKEN_FILE", global = true)]
     pub upload_token_file: Option<PathBuf>,
 
@@ -167,7 +167,7 @@ impl Config {
                         .into(),
                 ));
             }
-            (Some(token), _) => TokenSource::Inline(token),
+            (Some(token), _) => TokenSource::Inline(token.trim().to_owned()),
             (None, Some(path)) => {
                 let source = TokenSource::File(path);
                 source.current().map_err(|e| {

@@ -35,6 +35,8 @@ pub enum ApiError {
     WrongToken,
     #[error("no upload token is configured, so only loopback clients may write")]
     WritesNeedToken,
+    #[error("the upload token cannot be read: {0}")]
+    TokenUnavailable(#[source] io::Error),
 
     #[error("no collection named {0:?}")]
     UnknownCollection(String),
@@ -80,6 +82,7 @@ impl ApiError {
             Self::InvalidPath => "invalid_path",
             Self::MissingToken | Self::WrongToken => "unauthorized",
             Self::WritesNeedToken => "forbidden",
+            Self::TokenUnavailable(_) => "internal",
             Self::UnknownCollection(_) | Self::FileNotFound | Self::RouteNotFound => "not_found",
             Self::MethodNotAllowed => "method_not_allowed",
             Self::TooLarge { .. } => "too_large",
@@ -106,16 +109,22 @@ impl ApiError {
                 }
                 _ => "internal error; the file was not stored".to_owned(),
             },
+            Self::TokenUnavailable(_) => {
+                "internal error: the server cannot check upload tokens right now".to_owned()
+            }
             other => other.to_string(),
         }
     }
 }
 
-/// ENOSPC and EDQUOT mean a full disk; EROFS, EACCES and EPERM a volume we cannot write now.
+/// ENOSPC and EDQUOT mean a full disk; EROFS, EACCES, EPERM and ENOENT (the folder is gone) a
+/// volume we cannot write now.
 fn storage_status(err: &io::Error) -> StatusCode {
     match err.raw_os_error().map(Errno::from_raw) {
         Some(Errno::ENOSPC | Errno::EDQUOT) => StatusCode::INSUFFICIENT_STORAGE,
-        Some(Errno::EROFS | Errno::EACCES | Errno::EPERM) => StatusCode::SERVICE_UNAVAILABLE,
+        Some(Errno::EROFS | Errno::EACCES | Errno::EPERM | Errno::ENOENT) => {
+            StatusCode::SERVICE_UNAVAILABLE
+        }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
@@ -130,6 +139,7 @@ impl ResponseError for ApiError {
             | Self::InvalidPath => StatusCode::BAD_REQUEST,
             Self::MissingToken | Self::WrongToken => StatusCode::UNAUTHORIZED,
             Self::WritesNeedToken => StatusCode::FORBIDDEN,
+            Self::TokenUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UnknownCollection(_) | Self::FileNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }

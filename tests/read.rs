@@ -1,0 +1,357 @@
+//! Reads over real HTTP: headers, validators, ranges, HEAD, files left by the old app, and a
+//! corpus of paths that try to leave their collection or reach hidden files.
+
+mod common;
+
+use std::os::unix::fs::symlink;
+
+use common::*;
+
+fn stored(server: &TestServer, fixture_path: &str) -> (String, Vec<u8>) {
+    let bytes = fixture(fixture_path);
+    let (status, body) = server.upload("medications", "photo.jpg", bytes.clone(), None);
+    assert_eq!(status, 201, "{body}");
+    (body["files"][0]["url"].as_str().unwrap().to_owned(), bytes)
+}
+
+#[test]
+fn a_stored_file_is_served_with_validators_caching_and_safety_headers() {
+    let server = TestServer::start(&[]);
+    let (url, bytes) = stored(&server, "images/rocket.jpg");
+
+    let response = server.client.get(server.url(&url)).send().unwrap();
+    assert_eq!(response.status(), 200);
+    let h = response.headers();
+    assert_eq!(h["content-type"], "image/jpeg");
+    assert_eq!(h["content-length"], bytes.len().to_string().as_str());
+    assert_eq!(h["accept-ranges"], "bytes");
+    assert_eq!(h["cache-control"], "public, max-age=31536000, immutable");
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    let csp = h["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("sandbox"),
+        "{csp}"
+    );
+    assert!(h.contains_key("etag") && h.contains_key("last-modified"));
+}
+
+#[test]
+fn head_has_the_same_headers_and_no_body() {
+    let server = TestServer::start(&[]);
+    let (url, bytes) = stored(&server, "images/chelsea.png");
+    let get = server.client.get(server.url(&url)).send().unwrap();
+    let head = server.client.head(server.url(&url)).send().unwrap();
+    assert_eq!(head.status(), 200);
+    for name in [
+        "content-type",
+        "content-length",
+        "etag",
+        "last-modified",
+        "cache-control",
+    ] {
+        assert_eq!(head.headers()[name], get.headers()[name], "{name}");
+    }
+    assert_eq!(
+        head.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert!(head.bytes().unwrap().is_empty());
+}
+
+#[test]
+fn conditional_requests_answer_304_only_when_the_file_is_unchanged() {
+    let server = TestServer::start(&[]);
+    let (url, _) = stored(&server, "images/rocket.jpg");
+    let first = server.client.get(server.url(&url)).send().unwrap();
+    let etag = first.headers()["etag"].clone();
+    let modified = first.headers()["last-modified"].clone();
+
+    let revalidated = server
+        .client
+        .get(server.url(&url))
+        .header("if-none-match", etag.clone())
+        .send()
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert!(revalidated.bytes().unwrap().is_empty());
+
+    let by_date = server
+        .client
+        .get(server.url(&url))
+        .header("if-modified-since", modified)
+        .send()
+        .unwrap();
+    assert_eq!(by_date.status(), 304);
+
+    let stale = server
+        .client
+        .get(server.url(&url))
+        .header("if-none-match", "\"not-it\"")
+        .send()
+        .unwrap();
+    assert_eq!(stale.status(), 200);
+}
+
+#[test]
+fn byte_ranges_give_206_and_unsatisfiable_ones_416() {
+    let server = TestServer::start(&[]);
+    let (url, bytes) = stored(&server, "images/phone-photo-gps.jpg");
+    let len = bytes.len();
+    let get = |range: &str| {
+        server
+            .client
+            .get(server.url(&url))
+            .header("range", range)
+            .send()
+            .unwrap()
+    };
+
+    let cases: &[(&str, usize, usize)] = &[
+        ("bytes=0-99", 0, 100),
+        ("bytes=1000-", 1000, len),
+        ("bytes=-500", len - 500, len),
+    ];
+    for (range, start, end) in cases {
+        let response = get(range);
+        assert_eq!(response.status(), 206, "{range}");
+        assert_eq!(
+            response.headers()["content-range"],
+            format!("bytes {start}-{}/{len}", end - 1).as_str(),
+            "{range}"
+        );
+        assert_eq!(
+            response.bytes().unwrap().as_ref(),
+            &bytes[*start..*end],
+            "{range}"
+        );
+    }
+
+    let response = get(&format!("bytes={len}-"));
+    assert_eq!(response.status(), 416);
+    assert_eq!(
+        response.headers()["content-range"],
+        format!("bytes */{len}").as_str()
+    );
+    assert!(
+        !response.headers().contains_key("cache-control"),
+        "an error is not cached for a year"
+    );
+}
+
+#[test]
+fn files_left_by_the_old_app_are_served_unchanged_at_their_old_urls() {
+    let server = TestServer::start(&[]);
+    let bytes = fixture("images/astronaut-small.jpg");
+    std::fs::write(server.dir("medications").join("medication-123.jpg"), &bytes).unwrap();
+    std::fs::write(
+        server.dir("treatment-images").join("treatment-7.PNG"),
+        fixture("images/chelsea.png"),
+    )
+    .unwrap();
+
+    let response = server
+        .client
+        .get(server.url("/medications/medication-123.jpg"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "image/jpeg");
+    assert_eq!(response.bytes().unwrap().as_ref(), bytes.as_slice());
+
+    let response = server
+        .client
+        .get(server.url("/treatment-images/treatment-7.PNG"))
+        .send()
+        .unwrap();
+    assert_eq!(response.headers()["content-type"], "image/png");
+}
+
+#[test]
+fn a_file_that_is_not_an_image_is_only_ever_a_download() {
+    let server = TestServer::start(&[]);
+    std::fs::write(
+        server.dir("medications").join("notes.html"),
+        "<script>alert(1)</script>",
+    )
+    .unwrap();
+    std::fs::write(
+        server.dir("medications").join("logo.svg"),
+        fixture("hostile/script.svg"),
+    )
+    .unwrap();
+    for name in ["notes.html", "logo.svg"] {
+        let response = server
+            .client
+            .get(server.url(&format!("/medications/{name}")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(
+            response.headers()["content-type"],
+            "application/octet-stream",
+            "{name}"
+        );
+        assert!(
+            response.headers()["content-disposition"]
+                .to_str()
+                .unwrap()
+                .starts_with("attachment"),
+            "{name}"
+        );
+        assert_eq!(response.headers()["x-content-type-options"], "nosniff");
+    }
+}
+
+#[test]
+fn collections_are_never_listed() {
+    let server = TestServer::start(&[]);
+    stored(&server, "images/rocket.jpg");
+    std::fs::create_dir(server.dir("medications").join("sub")).unwrap();
+    for path in [
+        "/medications",
+        "/medications/",
+        "/medications/sub",
+        "/medications/sub/",
+        "/",
+        "/treatment-images/",
+    ] {
+        let (status, text) = raw_get(server.addr, path);
+        assert_eq!(status, 404, "{path}: {text}");
+        assert!(!text.contains("photo-"), "{path} listed a file: {text}");
+        assert!(text.contains("\"code\":\"not_found\""), "{path}: {text}");
+    }
+}
+
+#[test]
+fn hidden_files_and_temporary_uploads_are_never_served() {
+    let server = TestServer::start(&[]);
+    let dir = server.dir("medications");
+    std::fs::write(
+        dir.join(".upload-01jabcdefghjkmnpqrstvwxyz0.part"),
+        fixture("images/rocket.jpg"),
+    )
+    .unwrap();
+    std::fs::write(dir.join(".env"), "SECRET=1").unwrap();
+    for path in [
+        "/medications/.upload-01jabcdefghjkmnpqrstvwxyz0.part",
+        "/medications/.env",
+        "/medications/%2eenv",
+    ] {
+        let (status, text) = raw_get(server.addr, path);
+        assert_eq!(status, 404, "{path}: {text}");
+        assert!(!text.contains("SECRET"));
+    }
+}
+
+#[test]
+fn paths_that_try_to_leave_their_collection_read_nothing_outside() {
+    let server = TestServer::start(&[]);
+    let marker = "TOP-SECRET-MARKER";
+    std::fs::write(server.data.path().join("secret.txt"), marker).unwrap();
+    std::fs::write(server.dir("treatment-images").join("secret.txt"), marker).unwrap();
+
+    let corpus = [
+        "/medications/../secret.txt",
+        "/medications/..%2fsecret.txt",
+        "/medications/..%2Fsecret.txt",
+        "/medications/%2e%2e%2fsecret.txt",
+        "/medications/%2e%2e/secret.txt",
+        "/medications/%252e%252e%252fsecret.txt",
+        "/medications/..%5csecret.txt",
+        "/medications/..\\secret.txt",
+        "/medications/%2e%2e%5csecret.txt",
+        "/medications/..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/medications/%2fetc%2fpasswd",
+        "/medications//etc/passwd",
+        "/medications/%00secret.txt",
+        "/medications/secret.txt%00.jpg",
+        "/medications/..%c0%afsecret.txt",
+        "/medications/..%ef%bc%8fsecret.txt",
+        "/medications/..",
+        "/medications/.",
+        "/medications/%2e",
+        "/medications/%2e%2e",
+        "/medications/..;/secret.txt",
+        "/medications/..%2ftreatment-images%2fsecret.txt",
+        "/medications/../treatment-images/secret.txt",
+        "/medications/./../treatment-images/secret.txt",
+        "//etc/passwd",
+        "/../../etc/passwd",
+        "/secret.txt",
+        "/medications/secret.txt",
+    ];
+    for path in corpus {
+        let (status, text) = raw_get(server.addr, path);
+        assert!(
+            status == 400 || status == 404,
+            "{path} answered {status}: {text}"
+        );
+        assert!(
+            !text.contains(marker) && !text.contains("root:"),
+            "{path} leaked: {text}"
+        );
+    }
+}
+
+#[test]
+fn a_symbolic_link_out_of_the_data_folder_is_not_followed() {
+    let server = TestServer::start(&[]);
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("secret.jpg"), "TOP-SECRET").unwrap();
+    symlink(
+        outside.path().join("secret.jpg"),
+        server.dir("medications").join("escape.jpg"),
+    )
+    .unwrap();
+    symlink("/etc/passwd", server.dir("medications").join("passwd.jpg")).unwrap();
+    symlink(outside.path(), server.dir("medications").join("dir")).unwrap();
+
+    for path in [
+        "/medications/escape.jpg",
+        "/medications/passwd.jpg",
+        "/medications/dir",
+    ] {
+        let (status, text) = raw_get(server.addr, path);
+        assert_eq!(status, 404, "{path}: {text}");
+        assert!(!text.contains("TOP-SECRET") && !text.contains("root:"));
+    }
+
+    // A link that stays inside the data folder is still served.
+    let (url, bytes) = stored(&server, "images/rocket.jpg");
+    let target = url.rsplit('/').next().unwrap();
+    symlink(
+        server.dir("medications").join(target),
+        server.dir("treatment-images").join("alias.jpg"),
+    )
+    .unwrap();
+    let response = server
+        .client
+        .get(server.url("/treatment-images/alias.jpg"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.bytes().unwrap().as_ref(), bytes.as_slice());
+}
+
+#[test]
+fn missing_files_and_unknown_collections_are_json_404s() {
+    let server = TestServer::start(&[]);
+    for path in [
+        "/medications/nope.jpg",
+        "/prescriptions/a.jpg",
+        "/nothing/here/at/all",
+    ] {
+        let response = server.client.get(server.url(path)).send().unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+        assert_eq!(response.headers()["content-type"], "application/json");
+        let body: serde_json::Value = response.json().unwrap();
+        assert_eq!(body["error"]["code"], "not_found", "{path}");
+    }
+    let response = server
+        .client
+        .put(server.url("/medications/a.jpg"))
+        .body("x")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 405);
+}
