@@ -38,7 +38,10 @@ pub struct FolderReport {
     pub collection: String,
     pub path: PathBuf,
     pub exists: bool,
-    /// `uid:gid` of the folder, or of its nearest existing parent when it is missing.
+    /// The folder whose owner and mode are given: the collection folder, or its nearest
+    /// existing parent when it is missing.
+    pub owner_path: Option<PathBuf>,
+    /// `uid:gid` of `owner_path`.
     pub owner: Option<String>,
     /// Permission bits in octal, e.g. `0755`.
     pub mode: Option<String>,
@@ -64,7 +67,8 @@ impl FolderReport {
         }
 
         let exists = path.is_dir();
-        let owned_by = nearest_existing(&path).and_then(|p| fs::metadata(p).ok());
+        let owner_path = nearest_existing(&path).map(Path::to_path_buf);
+        let owned_by = owner_path.as_ref().and_then(|p| fs::metadata(p).ok());
         let probe = match (&created, exists) {
             (Err(e), _) => Err(clone_error(e)),
             (Ok(()), false) => Err(io::Error::from(io::ErrorKind::NotFound)),
@@ -91,6 +95,7 @@ impl FolderReport {
         FolderReport {
             collection: collection.name.clone(),
             exists,
+            owner_path,
             owner: owned_by
                 .as_ref()
                 .map(|m| format!("{}:{}", m.uid(), m.gid())),
@@ -110,8 +115,12 @@ impl FolderReport {
 
     /// One paragraph for a log line or an error exit: the finding, the facts and the fix.
     pub fn explain(&self) -> String {
+        let whose = match &self.owner_path {
+            Some(p) if *p != self.path => format!("its parent {p:?} has "),
+            _ => String::new(),
+        };
         let facts = format!(
-            "owner {} mode {}, process {}",
+            "{whose}owner {} mode {}, process {}",
             self.owner.as_deref().unwrap_or("?"),
             self.mode.as_deref().unwrap_or("?"),
             self.process

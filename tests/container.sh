@@ -180,7 +180,7 @@ size=$($DOCKER image inspect -f '{{.Size}}' "$IMAGE")
 user=$($DOCKER image inspect -f '{{.Config.User}}' "$IMAGE")
 owners=$($DOCKER create --label "botilyx.test=$RUN_ID" "$IMAGE" | {
     read -r id
-    $DOCKER export "$id" | tar -tvf - data/medications/ data/treatment-images/ 2> /dev/null \
+    $DOCKER export "$id" | tar --numeric-owner -tvf - data/medications/ data/treatment-images/ 2> /dev/null \
         | awk '{ print $2 }' | sort -u
 })
 size_mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }')
