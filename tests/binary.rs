@@ -214,7 +214,8 @@ fn help_lists_every_flag_with_its_default_and_environment_variable() {
 
 #[test]
 fn invalid_values_stop_the_start_with_a_message_naming_the_flag_and_value() {
-    let cases: &[(&[&str], &[(&str, &str)], &str, &str)] = &[
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str, &'a str);
+    let cases: &[Case] = &[
         (
             &["--max-upload-bytes", "lots"],
             &[],
