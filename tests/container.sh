@@ -153,7 +153,7 @@ if [ ! -x "$BIN" ]; then
     cargo build --release --locked > "$LOG_DIR/cargo-build.log" 2>&1 \
         || not_run "cargo build --release --locked failed (see $LOG_DIR/cargo-build.log)"
 fi
-mapfile -t photos < <(find "$FIXTURES" -maxdepth 1 -type f | sort)
+mapfile -t photos < <(find "$FIXTURES" -maxdepth 1 -type f 2> /dev/null | sort)
 [ ${#photos[@]} -gt 0 ] || not_run "no fixture images in $FIXTURES"
 
 # --- Build -------------------------------------------------------------------
@@ -166,7 +166,7 @@ printf 'FROM scratch\nCOPY botilyx-media /botilyx-media\n' > "$WORK/prebuilt/Doc
 note "the Dockerfile's builder stage (rust image) cannot run here: no image registry is reachable"
 note "its output is replaced by the host binary $BIN via --build-arg BINARY_SOURCE=$PREBUILT_IMAGE;"
 note "the rootfs and runtime stages are built unchanged from ./Dockerfile"
-if "${BUILD[@]}" --progress=plain --build-arg "BINARY_SOURCE=$PREBUILT_IMAGE" --target runtime \
+if "${BUILD[@]}" --no-cache --progress=plain --build-arg "BINARY_SOURCE=$PREBUILT_IMAGE" --target runtime \
     -t "$IMAGE" . > "$LOG_DIR/build.log" 2>&1; then
     pass "docker build of ./Dockerfile (target runtime) tagged $IMAGE"
 else
@@ -180,7 +180,7 @@ size=$($DOCKER image inspect -f '{{.Size}}' "$IMAGE")
 user=$($DOCKER image inspect -f '{{.Config.User}}' "$IMAGE")
 owners=$($DOCKER create --label "botilyx.test=$RUN_ID" "$IMAGE" | {
     read -r id
-    $DOCKER export "$id" | tar --numeric-owner -tvf - data/medications/ data/treatment-images/ 2> /dev/null \
+    $DOCKER export "$id" | tar --numeric-owner -tvf - data/ 2> /dev/null \
         | awk '{ print $2 }' | sort -u
 })
 size_mb=$(awk -v s="$size" 'BEGIN { printf "%.1f", s / 1000000 }')

@@ -279,7 +279,49 @@ fn paths_that_try_to_leave_their_collection_read_nothing_outside() {
         "/../../etc/passwd",
         "/secret.txt",
         "/medications/secret.txt",
+        "/medications/..%252fsecret.txt",
+        "/medications/%25%32%65%25%32%65%25%32%66secret.txt",
+        "/medications/..%c0%2fsecret.txt",
+        "/medications/%c0%ae%c0%ae%c0%afsecret.txt",
+        "/medications/%e0%80%ae%e0%80%ae/secret.txt",
+        "/medications/..%u2215secret.txt",
+        "/medications/%e2%80%a4%e2%80%a4%e2%88%95secret.txt",
+        "/medications/%ef%bc%8e%ef%bc%8e%ef%bc%8fsecret.txt",
+        "/medications/..%e2%81%84secret.txt",
+        "/medications/...",
+        "/medications/.. ",
+        "/medications/..%20",
+        "/medications/..%09",
+        "/medications/secret.txt.",
+        "/medications/secret.txt%20",
+        "/medications/secret.txt::$DATA",
+        "/medications/secret.txt%3a%3a$DATA",
+        "/medications/..%00/secret.txt",
+        "/medications/%0a..%2fsecret.txt",
+        "/medications/%0d%0aX-Injected:%201",
+        "/medications/....//....//secret.txt",
+        "/medications/..///secret.txt",
+        "/medications/.%2e/secret.txt",
+        "/medications/%2e./secret.txt",
+        "/medications/~/secret.txt",
+        "/medications/%7e%2fsecret.txt",
+        "/medications/file:%2f%2f%2fetc%2fpasswd",
+        "/medications/%2f%2f%2fetc%2fpasswd",
+        "/medications/C:%5cWindows%5cwin.ini",
+        "/medications/\\..\\secret.txt",
+        "/%2e%2e/%2e%2e/etc/passwd",
+        "/treatment-images/..%2fmedications%2f..%2fsecret.txt",
+        "/medications/?file=../secret.txt",
+        "/medications/#../secret.txt",
     ];
+    let long = format!("/medications/{}", "a".repeat(300));
+    let deep = format!("/medications/{}secret.txt", "..%2f".repeat(2000));
+    let corpus: Vec<&str> = corpus
+        .iter()
+        .copied()
+        .chain([long.as_str(), deep.as_str()])
+        .collect();
+    assert!(corpus.len() >= 50, "{}", corpus.len());
     for path in corpus {
         let (status, text) = raw_get(server.addr, path);
         assert!(
