@@ -6,6 +6,7 @@
 //! `staging::StagedFile` (size, type, hash) → `staging::commit_all` (fsync, no-replace rename,
 //! folder fsync) → 201 with the stored names.
 
+pub mod assets;
 pub mod delete;
 pub mod health;
 pub mod read;
@@ -19,6 +20,9 @@ use crate::error::ApiError;
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/", web::get().to(assets::index))
+        .route("/static/{name}", web::get().to(assets::asset))
+        .route("/openapi.yaml", web::get().to(assets::openapi))
         .service(
             web::resource("/{collection}")
                 .route(web::post().to(upload::upload))

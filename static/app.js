@@ -1,0 +1,1 @@
+// botilyx-media upload page script
