@@ -13,6 +13,7 @@ use crate::access_log::access_log;
 use crate::config::Config;
 use crate::error::ApiError;
 use crate::folder_check::{FolderReport, Verdict};
+use crate::metrics::Metrics;
 use crate::routes;
 use crate::staging::UploadRules;
 use crate::storage::{self, Storage};
@@ -23,6 +24,7 @@ pub struct AppState {
     pub config: Config,
     pub storage: Storage,
     pub rules: UploadRules,
+    pub metrics: Metrics,
 }
 
 impl AppState {
@@ -35,6 +37,7 @@ impl AppState {
             config,
             storage,
             rules,
+            metrics: Metrics::new(),
         })
     }
 }

@@ -22,7 +22,7 @@ pub enum TokenSource {
     /// Given on the command line or in the environment.
     Inline(String),
     /// A file, read on every write so that a rotated Kubernetes Secret takes effect at once;
-    /// trailing white space (the newline) is ignored.
+    /// white space around it (the trailing newline) is ignored.
     File(PathBuf),
 }
 
@@ -51,7 +51,7 @@ impl TokenSource {
                     .map_err(|e| io::Error::new(e.kind(), format!("cannot read {path:?}: {e}")))?;
                 // NOTE: HTTP strips white space around header values, so a token ending in white
                 // space could never match; the trailing newline of `echo token > file` is common.
-                let token = text.trim_end();
+                let token = text.trim();
                 if token.trim().is_empty() {
                     return Err(io::Error::new(
                         io::ErrorKind::InvalidData,
@@ -137,10 +137,10 @@ mod tests {
     }
 
     #[test]
-    fn token_file_ignores_trailing_white_space() {
+    fn token_file_ignores_surrounding_white_space() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("token");
-        std::fs::write(&path, "s3cret \r\n").unwrap();
+        std::fs::write(&path, "  s3cret \r\n").unwrap();
         let source = TokenSource::File(path.clone());
         assert_eq!(source.current().unwrap().as_deref(), Some("s3cret"));
 

@@ -119,6 +119,11 @@ pub struct Options {
           value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub body_idle_secs: u64,
 
+    /// Seconds a whole upload request may take, however steadily its body arrives.
+    #[arg(long, env = "MEDIA_UPLOAD_TIMEOUT_SECS", default_value_t = 900,
+          value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub upload_timeout_secs: u64,
+
     /// Worker threads serving requests (default: one per CPU core).
     #[arg(long, env = "MEDIA_WORKERS", value_parser = clap::value_parser!(u16).range(1..),
           global = true)]
@@ -136,6 +141,7 @@ pub struct Config {
     pub allowed_types: Vec<ImageType>,
     pub shutdown_grace: Duration,
     pub body_idle: Duration,
+    pub upload_timeout: Duration,
     pub workers: usize,
 }
 
@@ -197,6 +203,7 @@ impl Config {
             allowed_types,
             shutdown_grace: Duration::from_secs(options.shutdown_grace_secs),
             body_idle: Duration::from_secs(options.body_idle_secs),
+            upload_timeout: Duration::from_secs(options.upload_timeout_secs),
             workers,
         })
     }

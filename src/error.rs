@@ -44,8 +44,14 @@ pub enum ApiError {
     FileNotFound,
     #[error("no such route")]
     RouteNotFound,
-    #[error("method not allowed here")]
-    MethodNotAllowed,
+    #[error("method not allowed here; allowed: {allow}")]
+    MethodNotAllowed { allow: &'static str },
+    #[error("the requested range is outside the file of {size} bytes")]
+    RangeNotSatisfiable { size: u64 },
+    #[error("the file does not match the request's precondition")]
+    PreconditionFailed,
+    #[error("the Range header is not valid")]
+    InvalidRange,
 
     #[error("file too large: the limit is {limit} bytes per file")]
     TooLarge { limit: u64 },
@@ -53,6 +59,8 @@ pub enum ApiError {
     UnsupportedType { detected: String, allowed: String },
     #[error("the upload body stalled for {secs} s")]
     BodyTimeout { secs: u64 },
+    #[error("the upload took longer than {secs} s")]
+    UploadTimeout { secs: u64 },
 
     /// A file-system operation failed; the status depends on the OS error.
     #[error("{context}: {source}")]
@@ -84,10 +92,13 @@ impl ApiError {
             Self::WritesNeedToken => "forbidden",
             Self::TokenUnavailable(_) => "internal",
             Self::UnknownCollection(_) | Self::FileNotFound | Self::RouteNotFound => "not_found",
-            Self::MethodNotAllowed => "method_not_allowed",
+            Self::MethodNotAllowed { .. } => "method_not_allowed",
+            Self::RangeNotSatisfiable { .. } => "range_not_satisfiable",
+            Self::PreconditionFailed => "precondition_failed",
+            Self::InvalidRange => "invalid_range",
             Self::TooLarge { .. } => "too_large",
             Self::UnsupportedType { .. } => "unsupported_type",
-            Self::BodyTimeout { .. } => "request_timeout",
+            Self::BodyTimeout { .. } | Self::UploadTimeout { .. } => "request_timeout",
             Self::Storage { source, .. } => match storage_status(source) {
                 StatusCode::INSUFFICIENT_STORAGE => "insufficient_storage",
                 StatusCode::SERVICE_UNAVAILABLE => "storage_unavailable",
@@ -101,13 +112,12 @@ impl ApiError {
         match self {
             Self::Storage { source, .. } => match storage_status(source) {
                 StatusCode::INSUFFICIENT_STORAGE => {
-                    "the storage volume is full; the file was not stored".to_owned()
+                    "the storage volume is full; nothing was written".to_owned()
                 }
                 StatusCode::SERVICE_UNAVAILABLE => {
-                    "the storage volume is not writable right now; the file was not stored"
-                        .to_owned()
+                    "the storage volume is not available or not writable right now; nothing was changed".to_owned()
                 }
-                _ => "internal error; the file was not stored".to_owned(),
+                _ => "internal error; nothing was changed".to_owned(),
             },
             Self::TokenUnavailable(_) => {
                 "internal error: the server cannot check upload tokens right now".to_owned()
@@ -117,12 +127,12 @@ impl ApiError {
     }
 }
 
-/// ENOSPC and EDQUOT mean a full disk; EROFS, EACCES, EPERM and ENOENT (the folder is gone) a
-/// volume we cannot write now.
+/// ENOSPC and EDQUOT mean a full disk; EROFS, EACCES, EPERM, ENOENT and ENOTDIR (the folder is
+/// gone or replaced) a volume we cannot use now.
 fn storage_status(err: &io::Error) -> StatusCode {
     match err.raw_os_error().map(Errno::from_raw) {
         Some(Errno::ENOSPC | Errno::EDQUOT) => StatusCode::INSUFFICIENT_STORAGE,
-        Some(Errno::EROFS | Errno::EACCES | Errno::EPERM | Errno::ENOENT) => {
+        Some(Errno::EROFS | Errno::EACCES | Errno::EPERM | Errno::ENOENT | Errno::ENOTDIR) => {
             StatusCode::SERVICE_UNAVAILABLE
         }
         _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -136,17 +146,20 @@ impl ResponseError for ApiError {
             | Self::NoFile
             | Self::TooManyFiles { .. }
             | Self::EmptyFile { .. }
-            | Self::InvalidPath => StatusCode::BAD_REQUEST,
+            | Self::InvalidPath
+            | Self::InvalidRange => StatusCode::BAD_REQUEST,
             Self::MissingToken | Self::WrongToken => StatusCode::UNAUTHORIZED,
             Self::WritesNeedToken => StatusCode::FORBIDDEN,
             Self::TokenUnavailable(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::UnknownCollection(_) | Self::FileNotFound | Self::RouteNotFound => {
                 StatusCode::NOT_FOUND
             }
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+            Self::PreconditionFailed => StatusCode::PRECONDITION_FAILED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::BodyTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
+            Self::BodyTimeout { .. } | Self::UploadTimeout { .. } => StatusCode::REQUEST_TIMEOUT,
             Self::Storage { source, .. } => storage_status(source),
         }
     }
@@ -165,7 +178,19 @@ impl ResponseError for ApiError {
         if status == StatusCode::UNAUTHORIZED {
             response.insert_header((header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer")));
         }
-        if matches!(self, Self::TooLarge { .. } | Self::BodyTimeout { .. }) {
+        match self {
+            Self::MethodNotAllowed { allow } => {
+                response.insert_header((header::ALLOW, HeaderValue::from_static(allow)));
+            }
+            Self::RangeNotSatisfiable { size } => {
+                response.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+            }
+            _ => {}
+        }
+        if matches!(
+            self,
+            Self::TooLarge { .. } | Self::BodyTimeout { .. } | Self::UploadTimeout { .. }
+        ) {
             // NOTE: the rest of the body is left unread, so the connection cannot be reused.
             response.insert_header((header::CONNECTION, HeaderValue::from_static("close")));
         }

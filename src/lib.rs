@@ -11,6 +11,7 @@ pub mod config;
 pub mod error;
 pub mod folder_check;
 pub mod image_type;
+pub mod metrics;
 pub mod naming;
 pub mod routes;
 pub mod staging;

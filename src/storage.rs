@@ -86,9 +86,7 @@ impl Storage {
 
         let file = match open_no_follow(&path) {
             Ok(file) => file,
-            Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => {
-                self.open_link(collection, &path)?
-            }
+            Err(e) if e.raw_os_error() == Some(Errno::ELOOP as i32) => self.open_link(&path)?,
             Err(e) if is_not_found(&e) => return Err(ApiError::FileNotFound),
             Err(e) => return Err(ApiError::internal(format!("opening {path:?}"), e)),
         };
@@ -102,21 +100,33 @@ impl Storage {
         Ok((file, path))
     }
 
-    /// Follows a symbolic link only when it resolves inside the data folder.
-    fn open_link(&self, collection: &Collection, link: &Path) -> Result<File, ApiError> {
+    /// Follows a symbolic link only to a file that could be served by its own name: a visible
+    /// file directly inside one of the collection folders.
+    ///
+    /// SECURITY: this keeps links from reaching outside the data folder, and also from exposing
+    /// hidden files, temporary uploads or files at the data folder's top.
+    fn open_link(&self, link: &Path) -> Result<File, ApiError> {
         let target = fs::canonicalize(link).map_err(|_| ApiError::FileNotFound)?;
-        let inside =
-            |base: &Path| fs::canonicalize(base).is_ok_and(|base| target.starts_with(base));
-        if !(inside(&self.root) || inside(&collection.dir)) {
+        let visible = target
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| naming::check_requested_name(n).is_ok());
+        let in_a_collection = target.parent().is_some_and(|parent| {
+            self.collections
+                .values()
+                .any(|c| fs::canonicalize(&c.dir).is_ok_and(|dir| dir == parent))
+        });
+        if !(visible && in_a_collection) {
             log::warn!(
-                "refused to follow {link:?}: it points outside the data folder, to {target:?}"
+                "refused to follow {link:?}: it points to {target:?}, not to a file of a collection"
             );
             return Err(ApiError::FileNotFound);
         }
         open_no_follow(&target).map_err(|_| ApiError::FileNotFound)
     }
 
-    /// Removes a stored file and makes the removal durable.
+    /// Removes a stored file and makes the removal durable. Only regular files are removed:
+    /// symbolic links, folders and anything else an operator placed are answered 404.
     ///
     /// # Errors
     /// 404 when there is no such file; storage errors otherwise.
@@ -124,7 +134,7 @@ impl Storage {
         naming::check_requested_name(name)?;
         let path = collection.dir.join(name);
         match fs::symlink_metadata(&path) {
-            Ok(meta) if meta.is_file() || meta.file_type().is_symlink() => {}
+            Ok(meta) if meta.is_file() => {}
             Ok(_) => return Err(ApiError::FileNotFound),
             Err(e) if is_not_found(&e) => return Err(ApiError::FileNotFound),
             Err(e) => return Err(ApiError::internal(format!("inspecting {path:?}"), e)),
@@ -143,7 +153,9 @@ impl Storage {
 fn open_no_follow(path: &Path) -> io::Result<File> {
     OpenOptions::new()
         .read(true)
-        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC).bits())
+        // NOTE: O_NONBLOCK keeps a FIFO dropped into a folder from blocking a worker in open();
+        // it changes nothing for regular files.
+        .custom_flags((OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC).bits())
         .open(path)
 }
 

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -250,8 +251,12 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
     let dir = data.path().join("medications");
     let base = fixture("images/phone-photo-gps.jpg");
 
-    let mut acknowledged: Vec<(String, Vec<u8>)> = Vec::new();
-    let mut sent_payloads: Vec<String> = Vec::new();
+    // Name → (size, sha256) of uploads answered 201, and of complete files seen on disk. A file
+    // is hashed once, the first time it is seen; after that its size is checked every round
+    // (the server never reopens a stored file for writing) and its hash again at the end.
+    let mut acknowledged: HashMap<String, (u64, String)> = HashMap::new();
+    let mut verified: HashMap<String, (u64, String)> = HashMap::new();
+    let mut sent_payloads: HashSet<String> = HashSet::new();
     let mut kill_points = [0usize; 3];
     let started = Instant::now();
 
@@ -264,19 +269,30 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
             names.iter().all(|n| !n.starts_with('.')),
             "round {round}: start-up left {names:?}"
         );
-        for (name, bytes) in &acknowledged {
-            let on_disk = std::fs::read(dir.join(name))
-                .unwrap_or_else(|e| panic!("round {round}: {name} lost: {e} (seed {seed})"));
-            assert!(
-                on_disk == *bytes,
-                "round {round}: {name} differs (seed {seed})"
-            );
-        }
         for name in &names {
-            let hash = sha256_hex(&std::fs::read(dir.join(name)).unwrap());
-            assert!(
-                sent_payloads.contains(&hash),
-                "round {round}: {name} is not a whole upload (seed {seed})"
+            let size = std::fs::metadata(dir.join(name)).unwrap().len();
+            match verified.get(name) {
+                Some((known, _)) => {
+                    assert_eq!(*known, size, "round {round}: {name} changed (seed {seed})")
+                }
+                None => {
+                    let hash = sha256_hex(&std::fs::read(dir.join(name)).unwrap());
+                    assert!(
+                        sent_payloads.contains(&hash),
+                        "round {round}: {name} is not a whole upload (seed {seed})"
+                    );
+                    verified.insert(name.clone(), (size, hash));
+                }
+            }
+        }
+        for (name, (size, hash)) in &acknowledged {
+            let seen = verified
+                .get(name)
+                .unwrap_or_else(|| panic!("round {round}: acknowledged {name} lost (seed {seed})"));
+            assert_eq!(
+                seen,
+                &(*size, hash.clone()),
+                "round {round}: {name} differs (seed {seed})"
             );
         }
 
@@ -284,7 +300,8 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
         let size = 1_000_000 + rng.below(4_000_000) as usize;
         let mut photo = base.clone();
         photo.resize(size, 0);
-        sent_payloads.push(sha256_hex(&photo));
+        let photo_hash = sha256_hex(&photo);
+        sent_payloads.insert(photo_hash.clone());
         let body = multipart_body("crashloop", &[("file", Some("photo.jpg"), &photo)]);
         let head = format!(
             "POST /medications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=crashloop\r\nContent-Length: {}\r\n\r\n",
@@ -321,10 +338,8 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
                 );
                 let json = &response[response.find("\r\n\r\n").unwrap() + 4..];
                 let value: serde_json::Value = serde_json::from_str(json).unwrap();
-                acknowledged.push((
-                    value["files"][0]["name"].as_str().unwrap().to_owned(),
-                    photo,
-                ));
+                let name = value["files"][0]["name"].as_str().unwrap().to_owned();
+                acknowledged.insert(name, (photo.len() as u64, photo_hash));
             }
         }
         child.kill().unwrap();
@@ -339,9 +354,11 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
         names.iter().all(|n| !n.starts_with('.')),
         "final start-up left {names:?}"
     );
-    for (name, bytes) in &acknowledged {
-        assert!(
-            std::fs::read(dir.join(name)).unwrap() == *bytes,
+    for (name, (size, hash)) in &acknowledged {
+        let bytes = std::fs::read(dir.join(name)).unwrap();
+        assert_eq!(
+            (bytes.len() as u64, &sha256_hex(&bytes)),
+            (*size, hash),
             "{name} differs at the end"
         );
     }

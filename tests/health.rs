@@ -74,6 +74,42 @@ fn readyz_turns_503_naming_the_collection_when_its_folder_goes_and_recovers() {
 }
 
 #[test]
+fn health_probes_answer_head_too() {
+    let server = TestServer::start(&[]);
+    assert_eq!(
+        server
+            .client
+            .head(server.url("/healthz"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        server
+            .client
+            .head(server.url("/readyz"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
+}
+
+#[test]
+fn a_collection_folder_replaced_by_a_file_is_unavailable_not_an_internal_error() {
+    let server = TestServer::start(&[]);
+    std::fs::remove_dir(server.dir("medications")).unwrap();
+    std::fs::write(server.dir("medications"), "not a folder").unwrap();
+    let (status, body) = server.upload("medications", "a.jpg", fixture("images/rocket.jpg"), None);
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+    let response = server.client.get(server.url("/readyz")).send().unwrap();
+    assert_eq!(response.status(), 503);
+    assert!(response.text().unwrap().contains("Not a directory"));
+}
+
+#[test]
 fn readyz_leaves_no_probe_files_behind() {
     let server = TestServer::start(&[]);
     for _ in 0..5 {

@@ -173,3 +173,36 @@ fn a_client_that_goes_away_mid_upload_leaves_nothing() {
         200
     );
 }
+
+#[test]
+fn an_upload_trickling_past_the_whole_request_deadline_is_cut_off_and_leaves_nothing() {
+    let server = TestServer::start(&["--upload-timeout-secs", "1", "--body-idle-secs", "5"]);
+    let photo = fixture("images/rocket.jpg");
+    let body = multipart_body("pb", &[("file", Some("r.jpg"), &photo)]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(upload_head(&format!("Content-Length: {}\r\n", body.len())).as_bytes())
+        .unwrap();
+
+    // One small piece every 200 ms: never idle for long, but never done within a second.
+    let started = std::time::Instant::now();
+    for piece in body.chunks(1024).take(15) {
+        if stream.write_all(piece).is_err() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    assert!(response.starts_with("HTTP/1.1 408"), "{response}");
+    assert!(response.contains("request_timeout"), "{response}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        server.entries("medications").is_empty(),
+        "{:?}",
+        server.entries("medications")
+    );
+}

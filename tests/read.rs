@@ -136,6 +136,18 @@ fn byte_ranges_give_206_and_unsatisfiable_ones_416() {
         !response.headers().contains_key("cache-control"),
         "an error is not cached for a year"
     );
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "range_not_satisfiable");
+
+    let response = server
+        .client
+        .get(server.url(&url))
+        .header("if-match", "\"other\"")
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 412);
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "precondition_failed");
 }
 
 #[test]
@@ -357,6 +369,32 @@ fn a_symbolic_link_out_of_the_data_folder_is_not_followed() {
         assert!(!text.contains("TOP-SECRET") && !text.contains("root:"));
     }
 
+    // Links inside the data folder reach only files that could be served by their own name.
+    let dir = server.dir("medications");
+    std::fs::write(dir.join(".env"), "TOP-SECRET").unwrap();
+    std::fs::write(
+        dir.join(".upload-01jabcdefghjkmnpqrstvwxyz0.part"),
+        "TOP-SECRET",
+    )
+    .unwrap();
+    std::fs::write(server.data.path().join("top.jpg"), "TOP-SECRET").unwrap();
+    symlink(".env", dir.join("env.jpg")).unwrap();
+    symlink(
+        ".upload-01jabcdefghjkmnpqrstvwxyz0.part",
+        dir.join("partial.jpg"),
+    )
+    .unwrap();
+    symlink("../top.jpg", dir.join("top.jpg")).unwrap();
+    for path in [
+        "/medications/env.jpg",
+        "/medications/partial.jpg",
+        "/medications/top.jpg",
+    ] {
+        let (status, text) = raw_get(server.addr, path);
+        assert_eq!(status, 404, "{path}: {text}");
+        assert!(!text.contains("TOP-SECRET"), "{path}: {text}");
+    }
+
     // A link that stays inside the data folder is still served.
     let (url, bytes) = stored(&server, "images/rocket.jpg");
     let target = url.rsplit('/').next().unwrap();
@@ -395,4 +433,27 @@ fn missing_files_and_unknown_collections_are_json_404s() {
         .send()
         .unwrap();
     assert_eq!(response.status(), 405);
+    assert_eq!(response.headers()["allow"], "GET, HEAD, DELETE");
+    let body: serde_json::Value = response.json().unwrap();
+    assert_eq!(body["error"]["code"], "method_not_allowed");
+}
+
+#[test]
+fn a_named_pipe_in_a_collection_is_not_served_and_blocks_nothing() {
+    let server = TestServer::start(&[]);
+    let fifo = server.dir("medications").join("pipe.jpg");
+    nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o644)).unwrap();
+    for _ in 0..4 {
+        let (status, text) = raw_get(server.addr, "/medications/pipe.jpg");
+        assert_eq!(status, 404, "{text}");
+    }
+    assert_eq!(
+        server
+            .client
+            .get(server.url("/healthz"))
+            .send()
+            .unwrap()
+            .status(),
+        200
+    );
 }

@@ -280,6 +280,15 @@ fn at_most_ten_files_per_request() {
     assert_eq!(status, 201);
     assert_eq!(body["files"].as_array().unwrap().len(), 10);
     assert_eq!(server.entries("medications").len(), 10);
+
+    // Blank file inputs count towards the limit too.
+    let blank = || Part::bytes(Vec::new()).file_name("");
+    let many_blank = (0..20).fold(form(1), |f, i| f.part(format!("blank{i}"), blank()));
+    let (status, body) = server.post_form("medications", many_blank, None);
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["code"], "too_many_files");
+    let (status, _) = server.post_form("medications", form(1).part("blank", blank()), None);
+    assert_eq!(status, 201, "one blank input beside a file is ignored");
 }
 
 #[test]
@@ -436,4 +445,34 @@ fn delete_removes_a_file_and_then_answers_404() {
 
     let (status, _) = raw_request(server.addr, b"DELETE /medications/..%2f..%2fetc%2fpasswd HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
     assert!(status == 400 || status == 404, "{status}");
+
+    // Only regular files are deleted: links and folders an operator placed stay.
+    let dir = server.dir("medications");
+    std::os::unix::fs::symlink("/", dir.join("root")).unwrap();
+    std::fs::create_dir(dir.join("folder")).unwrap();
+    for name in ["root", "folder", ".hidden"] {
+        let response = server
+            .client
+            .delete(server.url(&format!("/medications/{name}")))
+            .send()
+            .unwrap();
+        assert_eq!(response.status(), 404, "{name}");
+    }
+    assert!(std::fs::symlink_metadata(dir.join("root")).is_ok() && dir.join("folder").is_dir());
+}
+
+#[test]
+fn a_part_named_only_with_rfc_5987_filename_star_is_a_file() {
+    let server = TestServer::start(&[]);
+    let jpeg = fixture("images/astronaut-small.jpg");
+    let mut body = b"--q\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''caf%C3%A9%20Foto.jpg\r\n\r\n".to_vec();
+    body.extend_from_slice(&jpeg);
+    body.extend_from_slice(b"\r\n--q--\r\n");
+    let head = format!(
+        "POST /medications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=q\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    let (status, text) = raw_request(server.addr, &[head.into_bytes(), body].concat());
+    assert_eq!(status, 201, "{text}");
+    assert!(text.contains("\"name\":\"caf-foto-"), "{text}");
 }

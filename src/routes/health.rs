@@ -1,4 +1,5 @@
-//! `/healthz` (the process serves) and `/readyz` (every collection folder is writable now).
+//! `/healthz` (the process serves), `/readyz` (every collection folder is writable now) and
+//! `/metrics` (Prometheus).
 
 use actix_web::{HttpResponse, web};
 use serde_json::json;
@@ -39,4 +40,14 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
         Err(e) => HttpResponse::ServiceUnavailable()
             .json(json!({ "status": "not_ready", "error": { "code": "not_ready", "message": e.to_string() } })),
     }
+}
+
+/// The Prometheus text exposition.
+pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    let body = state
+        .metrics
+        .render(state.storage.collections(&state.config.collections));
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(body)
 }

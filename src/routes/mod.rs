@@ -19,10 +19,13 @@ use crate::error::ApiError;
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(health::healthz))
+        .route("/healthz", web::head().to(health::healthz))
         .route("/readyz", web::get().to(health::readyz))
+        .route("/readyz", web::head().to(health::readyz))
         .route("/", web::get().to(assets::index))
         .route("/static/{name}", web::get().to(assets::asset))
         .route("/openapi.yaml", web::get().to(assets::openapi))
+        .route("/metrics", web::get().to(health::metrics))
         .service(
             web::resource("/{collection}")
                 .route(web::post().to(upload::upload))
@@ -38,7 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(read::read))
                 .route(web::head().to(read::read))
                 .route(web::delete().to(delete::delete))
-                .default_service(web::to(method_not_allowed)),
+                .default_service(web::to(file_method_not_allowed)),
         )
         .default_service(web::to(not_found));
 }
@@ -48,8 +51,10 @@ async fn no_listing() -> Result<actix_web::HttpResponse, ApiError> {
     Err(ApiError::RouteNotFound)
 }
 
-async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+async fn file_method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed {
+        allow: "GET, HEAD, DELETE",
+    })
 }
 
 async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {

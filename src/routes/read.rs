@@ -54,7 +54,14 @@ pub async fn read(
             }),
     };
 
+    let size = named.metadata().len();
     let mut response = named.into_response(&req);
+    match response.status() {
+        StatusCode::RANGE_NOT_SATISFIABLE => return Err(ApiError::RangeNotSatisfiable { size }),
+        StatusCode::PRECONDITION_FAILED => return Err(ApiError::PreconditionFailed),
+        StatusCode::BAD_REQUEST => return Err(ApiError::InvalidRange),
+        _ => {}
+    }
     let cacheable = response.status().is_success() || response.status() == StatusCode::NOT_MODIFIED;
     let headers = response.headers_mut();
     if cacheable {

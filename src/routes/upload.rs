@@ -1,5 +1,6 @@
 //! `POST /<collection>`: store every file part of a multipart/form-data body, all or nothing.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use actix_multipart::{Field, Multipart, MultipartError};
@@ -12,7 +13,7 @@ use crate::app::AppState;
 use crate::auth;
 use crate::config::MAX_FILES_PER_REQUEST;
 use crate::error::ApiError;
-use crate::staging::{self, StagedFile, UploadRules};
+use crate::staging::{self, StagedFile, StoredFile, UploadRules};
 
 /// Bytes a form field that is not a file may carry; such fields are read and ignored.
 const MAX_TEXT_FIELD_BYTES: usize = 16 * 1024;
@@ -25,40 +26,50 @@ pub async fn upload(
     payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let metrics = &state.metrics;
+    let _in_progress = metrics.upload_started();
+    let result = receive_and_store(&req, &collection, payload, &state).await;
+
+    let label = state
+        .storage
+        .collection(&collection)
+        .map_or("-", |c| c.name.as_str());
+    match &result {
+        Ok(stored) => stored
+            .iter()
+            .for_each(|f| metrics.upload_stored(label, f.size)),
+        Err(e) => metrics.upload_refused(label, e.code()),
+    }
+    let stored = result?;
+    Ok(HttpResponse::Created()
+        .insert_header((header::LOCATION, stored[0].url.clone()))
+        .json(json!({ "files": stored })))
+}
+
+/// Authorises, streams every file part to disk, and commits them all; the stored files.
+async fn receive_and_store(
+    req: &HttpRequest,
+    collection: &str,
+    payload: web::Payload,
+    state: &AppState,
+) -> Result<Vec<StoredFile>, ApiError> {
     let started = Instant::now();
 
     // Refuse before reading a byte of the body: who is asking, where to, and how much.
-    auth::authorize_write(&state.config.token, &req)?;
-    let collection = state.storage.collection(&collection)?;
+    auth::authorize_write(&state.config.token, req)?;
+    let collection = state.storage.collection(collection)?;
     let rules = &state.rules;
-    refuse_oversized_body(&req, rules)?;
+    refuse_oversized_body(req, rules)?;
 
-    // Stream every file part to a temporary file; a refused part drops (and deletes) them all.
-    let mut multipart = Multipart::new(req.headers(), payload);
-    let idle = state.config.body_idle;
-    let mut staged: Vec<StagedFile> = Vec::new();
-    let mut text_fields = 0;
-    while let Some(field) = next_within(idle, multipart.next()).await? {
-        let field = field.map_err(malformed)?;
-        let Some(original) = file_name(&field) else {
-            text_fields += 1;
-            skip_text_field(field, text_fields, idle).await?;
-            continue;
-        };
-        if staged.len() == MAX_FILES_PER_REQUEST {
-            return Err(ApiError::TooManyFiles {
-                max: MAX_FILES_PER_REQUEST,
-            });
-        }
-        if let Some(file) =
-            receive_file(field, &original, collection.dir.as_path(), rules, idle).await?
-        {
-            staged.push(file);
-        }
-    }
-    if staged.is_empty() {
-        return Err(ApiError::NoFile);
-    }
+    // Stream every file part to a temporary file, within the whole-upload deadline; a refused
+    // part drops (and so deletes) them all.
+    let deadline = state.config.upload_timeout;
+    let multipart = Multipart::new(req.headers(), payload);
+    let staged = tokio::time::timeout(deadline, receive_all(multipart, &collection.dir, state))
+        .await
+        .map_err(|_| ApiError::UploadTimeout {
+            secs: deadline.as_secs(),
+        })??;
 
     // Make them durable under their final names, off the async workers.
     let dir = collection.dir.clone();
@@ -78,9 +89,42 @@ pub async fn upload(
             file.sha256
         );
     }
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, stored[0].url.clone()))
-        .json(json!({ "files": stored })))
+    Ok(stored)
+}
+
+/// Receives every part of the body: file parts into staged files, other fields skipped.
+async fn receive_all(
+    mut multipart: Multipart,
+    dir: &Path,
+    state: &AppState,
+) -> Result<Vec<StagedFile>, ApiError> {
+    let idle = state.config.body_idle;
+    let mut staged: Vec<StagedFile> = Vec::new();
+    let mut file_parts = 0;
+    let mut text_fields = 0;
+    while let Some(field) = next_within(idle, multipart.next()).await? {
+        let field = field.map_err(malformed)?;
+        let Some(original) = file_name(&field) else {
+            text_fields += 1;
+            skip_text_field(field, text_fields, idle).await?;
+            continue;
+        };
+
+        // Blank file inputs count too, so a request cannot carry parts without bound.
+        file_parts += 1;
+        if file_parts > MAX_FILES_PER_REQUEST {
+            return Err(ApiError::TooManyFiles {
+                max: MAX_FILES_PER_REQUEST,
+            });
+        }
+        if let Some(file) = receive_file(field, &original, dir, &state.rules, idle).await? {
+            staged.push(file);
+        }
+    }
+    if staged.is_empty() {
+        return Err(ApiError::NoFile);
+    }
+    Ok(staged)
 }
 
 /// SECURITY: a declared length beyond what the limits could ever accept is refused before the
@@ -141,12 +185,14 @@ async fn skip_text_field(mut field: Field, count: usize, idle: Duration) -> Resu
     Ok(())
 }
 
-/// The client's file name, when the part carries a file.
+/// The client's file name, when the part carries a file (`filename` or RFC 5987 `filename*`).
 fn file_name(field: &Field) -> Option<String> {
-    field
-        .content_disposition()
-        .and_then(|cd| cd.get_filename())
-        .map(str::to_owned)
+    let disposition = field.content_disposition()?;
+    disposition.get_filename().map(str::to_owned).or_else(|| {
+        disposition
+            .get_filename_ext()
+            .map(|ext| String::from_utf8_lossy(&ext.value).into_owned())
+    })
 }
 
 /// Waits for the next item of the body, cutting off a client that stays silent for `idle`.
