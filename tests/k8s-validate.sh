@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Renders k8s/ with `kubectl kustomize`, validates every object against the
 # Kubernetes API schemas (kubernetes-validate, strict: unknown fields fail), and
-# checks the properties docs/deployment.md promises (volume pinned to one node,
+# checks the properties the README's deployment section promises (volume pinned to one node,
 # explicit binding, Recreate, no subPath, security context, probes, Secret as a
 # file and never committed, ingress body size, scrape annotations).
 #
@@ -210,7 +210,7 @@ check(not main.get("securityContext", {}).get("capabilities", {}).get("add")
       "the server container adds no capability and keeps user 1001")
 check(any(name != "botilyx-media" and "chown" in " ".join(c.get("command", []) + c.get("args", []))
           for c in pod.get("initContainers", []) for name in [c["name"]])
-      or "Ownership" in (sources.parent / "docs/deployment.md").read_text(),
+      or "Ownership" in (sources.parent / "README.md").read_text(),
       "an init container (or a documented host step) gives the hostPath folders to 1001")
 probes = {p: main.get(p, {}).get("httpGet", {}).get("path")
           for p in ("startupProbe", "livenessProbe", "readinessProbe")}
