@@ -73,15 +73,13 @@ fn five_hundred_slow_clients_do_not_slow_reads_and_are_all_cut_off() {
 
     // Keep every client trickling (one byte each per 200 ms) while reads are timed.
     let trickle = std::thread::spawn(move || {
-        let mut offset = 1200;
-        for _ in 0..15 {
+        for offset in 1200..1215 {
             for s in heads.iter_mut() {
                 let _ = s.write_all(b"a");
             }
             for s in bodies.iter_mut() {
                 let _ = s.write_all(&upload[offset..offset + 1]);
             }
-            offset += 1;
             std::thread::sleep(Duration::from_millis(200));
         }
         (heads, bodies)
