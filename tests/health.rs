@@ -126,3 +126,47 @@ fn readyz_leaves_no_probe_files_behind() {
     assert!(server.entries("medications").is_empty());
     assert!(server.entries("treatment-images").is_empty());
 }
+
+#[test]
+fn fixed_paths_answer_get_and_head_and_405_with_allow_to_other_methods() {
+    let server = TestServer::start(&[]);
+    for path in [
+        "/",
+        "/healthz",
+        "/readyz",
+        "/metrics",
+        "/openapi.yaml",
+        "/static/app.js",
+    ] {
+        assert_eq!(
+            server.client.get(server.url(path)).send().unwrap().status(),
+            200,
+            "GET {path}"
+        );
+        assert_eq!(
+            server
+                .client
+                .head(server.url(path))
+                .send()
+                .unwrap()
+                .status(),
+            200,
+            "HEAD {path}"
+        );
+        for method in ["POST", "DELETE", "PUT", "OPTIONS"] {
+            let response = server
+                .client
+                .request(method.parse().unwrap(), server.url(path))
+                .send()
+                .unwrap();
+            assert_eq!(response.status(), 405, "{method} {path}");
+            assert_eq!(response.headers()["allow"], "GET, HEAD", "{method} {path}");
+        }
+    }
+    let response = server
+        .client
+        .get(server.url("/static/missing.js"))
+        .send()
+        .unwrap();
+    assert_eq!(response.status(), 404);
+}

@@ -24,7 +24,7 @@ fn metrics_count_requests_bytes_and_uploads_by_outcome() {
             response.headers()["content-type"]
                 .to_str()
                 .unwrap()
-                .starts_with("text/plain")
+                .starts_with("application/openmetrics-text")
         );
         response.text().unwrap()
     };

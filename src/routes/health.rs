@@ -42,12 +42,13 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     }
 }
 
-/// The Prometheus text exposition.
+/// The metrics, in the OpenMetrics text format that Prometheus scrapes.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let body = state
         .metrics
         .render(state.storage.collections(&state.config.collections));
     HttpResponse::Ok()
-        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        // NOTE: prometheus-client writes the OpenMetrics text format (`# EOF`, `_total`).
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
         .body(body)
 }
