@@ -12,6 +12,7 @@ use anyhow::{Context, bail};
 use crate::access_log::access_log;
 use crate::config::Config;
 use crate::error::ApiError;
+use crate::file_cache::FileCache;
 use crate::folder_check::{FolderReport, Verdict};
 use crate::metrics::Metrics;
 use crate::routes;
@@ -25,6 +26,7 @@ pub struct AppState {
     pub storage: Storage,
     pub rules: UploadRules,
     pub metrics: Metrics,
+    pub cache: FileCache,
 }
 
 impl AppState {
@@ -38,6 +40,7 @@ impl AppState {
             storage,
             rules,
             metrics: Metrics::new(),
+            cache: FileCache::default(),
         })
     }
 }

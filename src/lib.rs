@@ -9,6 +9,7 @@ pub mod auth;
 pub mod check;
 pub mod config;
 pub mod error;
+pub mod file_cache;
 pub mod folder_check;
 pub mod image_type;
 pub mod metrics;

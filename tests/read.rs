@@ -457,3 +457,67 @@ fn a_named_pipe_in_a_collection_is_not_served_and_blocks_nothing() {
         200
     );
 }
+
+#[test]
+fn a_cached_file_replaced_rewritten_or_deleted_by_someone_else_is_never_served_stale() {
+    let server = TestServer::start(&[]);
+    let dir = server.dir("medications");
+    let url = server.url("/medications/photo.jpg");
+    let get = || server.client.get(&url).send().unwrap();
+    let first = fixture("images/astronaut-small.jpg");
+    std::fs::write(dir.join("photo.jpg"), &first).unwrap();
+
+    // Small files are cached once their times are two seconds old.
+    std::thread::sleep(std::time::Duration::from_millis(2100));
+    let response = get();
+    let etag = response.headers()["etag"].clone();
+    assert_eq!(response.bytes().unwrap().as_ref(), first.as_slice());
+    assert_eq!(
+        get().bytes().unwrap().as_ref(),
+        first.as_slice(),
+        "served from the cache"
+    );
+    let ranged = server
+        .client
+        .get(&url)
+        .header("range", "bytes=0-9")
+        .send()
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(
+        ranged.headers()["etag"],
+        etag,
+        "both paths give the same validator"
+    );
+
+    // Replaced by a rename, with the same size.
+    let mut second = fixture("images/rocket.jpg");
+    second.truncate(first.len());
+    std::fs::write(dir.join("incoming"), &second).unwrap();
+    std::fs::rename(dir.join("incoming"), dir.join("photo.jpg")).unwrap();
+    assert_eq!(get().bytes().unwrap().as_ref(), second.as_slice());
+    let stale = server
+        .client
+        .get(&url)
+        .header("if-none-match", etag)
+        .send()
+        .unwrap();
+    assert_eq!(
+        stale.status(),
+        200,
+        "an old ETag does not match the new file"
+    );
+
+    // Rewritten in place, same size.
+    let mut third = second.clone();
+    third[first.len() / 2] ^= 0xff;
+    std::fs::write(dir.join("photo.jpg"), &third).unwrap();
+    assert_eq!(get().bytes().unwrap().as_ref(), third.as_slice());
+
+    // Swapped for a link out of the data folder, then deleted.
+    std::fs::remove_file(dir.join("photo.jpg")).unwrap();
+    symlink("/etc/passwd", dir.join("photo.jpg")).unwrap();
+    assert_eq!(get().status(), 404);
+    std::fs::remove_file(dir.join("photo.jpg")).unwrap();
+    assert_eq!(get().status(), 404);
+}
