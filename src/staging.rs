@@ -6,6 +6,7 @@
 
 use std::fs;
 use std::io;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
@@ -215,12 +216,11 @@ fn commit_each(
         let handle = file.file.take().ok_or_else(closed)?;
 
         // NOTE: tokio's File has flushed already (finish); the blocking handle makes fsync direct.
+        let handle = handle.into_inner().try_into_std().map_err(|_| closed())?;
         handle
-            .into_inner()
-            .try_into_std()
-            .map_err(|_| closed())?
             .sync_all()
             .map_err(|e| ApiError::internal(format!("syncing {:?}", file.temp_path), e))?;
+        still_ours(&handle, &file.temp_path)?;
 
         let name = move_to_fresh_name(&file, dir, collection, image_type)?;
         file.committed = true;
@@ -235,6 +235,24 @@ fn commit_each(
         });
     }
     Ok(stored)
+}
+
+/// SECURITY: the name about to be renamed must still be the file this upload wrote. Someone who
+/// can write in the folder could swap it for a link or another file meanwhile; that is refused
+/// rather than published under a stored name.
+fn still_ours(handle: &fs::File, temp_path: &Path) -> Result<(), ApiError> {
+    let written = handle
+        .metadata()
+        .map_err(|e| ApiError::internal(format!("inspecting {temp_path:?}"), e))?;
+    let named = fs::symlink_metadata(temp_path)
+        .map_err(|e| ApiError::internal(format!("inspecting {temp_path:?}"), e))?;
+    if (written.dev(), written.ino()) == (named.dev(), named.ino()) {
+        return Ok(());
+    }
+    Err(ApiError::internal(
+        format!("checking {temp_path:?}"),
+        io::Error::other("the temporary file was replaced during the upload"),
+    ))
 }
 
 /// Renames the temporary file to a new stored name; a taken name (vanishingly rare with ULIDs)

@@ -27,7 +27,12 @@ struct Running {
 
 impl Running {
     fn start(data: &Path, args: &[&str]) -> Running {
-        let mut child = Command::new(BIN)
+        Running::start_with(Command::new(BIN), data, args)
+    }
+
+    /// Starts `command` (the binary, perhaps behind `setpriv`) as a server over `data`.
+    fn start_with(mut command: Command, data: &Path, args: &[&str]) -> Running {
+        let mut child = command
             .args(["--bind", "127.0.0.1:0", "--workers", "2", "--data-dir"])
             .arg(data)
             .args(args)
@@ -541,4 +546,70 @@ fn healthcheck_exits_0_only_while_the_server_answers() {
     drop(server);
     let output = run(&["healthcheck", "--bind", &bind], &[]);
     assert!(!output.status.success());
+}
+
+/// Permissions changed under a running server (the server runs as 1001, so they bind it).
+#[test]
+fn a_folder_made_read_only_under_a_running_server_refuses_writes_clearly_and_recovers() {
+    if !require_root("running the server as UID 1001 with setpriv") {
+        return;
+    }
+    let scratch = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(scratch.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let data = scratch.path().join("data");
+    let owner = Some(nix::unistd::Uid::from_raw(1001));
+    let group = Some(nix::unistd::Gid::from_raw(1001));
+    for dir in [
+        data.clone(),
+        data.join("medications"),
+        data.join("treatment-images"),
+    ] {
+        std::fs::create_dir(&dir).unwrap();
+        nix::unistd::chown(&dir, owner, group).unwrap();
+    }
+    let bin = scratch.path().join("botilyx-media");
+    std::fs::copy(BIN, &bin).unwrap();
+    let mut command = Command::new("setpriv");
+    command
+        .args(["--reuid=1001", "--regid=1001", "--clear-groups"])
+        .arg(&bin);
+    let server = Running::start_with(command, &data, &[]);
+    let photo = fixture("images/rocket.jpg");
+
+    let body = upload(&server, "before.jpg", photo.clone());
+    let before = server.url(body["files"][0]["url"].as_str().unwrap());
+
+    let medications = data.join("medications");
+    std::fs::set_permissions(&medications, std::fs::Permissions::from_mode(0o555)).unwrap();
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(photo.clone()).file_name("during.jpg"),
+    );
+    let refused = client()
+        .post(server.url("/medications"))
+        .multipart(form)
+        .send()
+        .unwrap();
+    let ready = client().get(server.url("/readyz")).send().unwrap();
+    let read = client().get(&before).send().unwrap();
+    std::fs::set_permissions(&medications, std::fs::Permissions::from_mode(0o755)).unwrap();
+
+    assert_eq!(refused.status(), 503);
+    let body: serde_json::Value = refused.json().unwrap();
+    assert_eq!(body["error"]["code"], "storage_unavailable");
+    assert_eq!(ready.status(), 503);
+    assert!(ready.text().unwrap().contains("Permission denied"));
+    assert_eq!(read.status(), 200, "reads keep working");
+    assert!(
+        server.log_text().contains("Permission denied"),
+        "the cause is logged: {}",
+        server.log_text()
+    );
+
+    upload(&server, "after.jpg", photo);
+    assert_eq!(
+        client().get(server.url("/readyz")).send().unwrap().status(),
+        200
+    );
+    assert_eq!(visible(&medications).len(), 2);
 }

@@ -206,3 +206,62 @@ fn an_upload_trickling_past_the_whole_request_deadline_is_cut_off_and_leaves_not
         server.entries("medications")
     );
 }
+
+#[test]
+fn a_link_swapped_in_for_the_temporary_file_during_an_upload_is_never_published() {
+    let server = TestServer::start(&[]);
+    let dir = server.dir("medications");
+    let outside = tempfile::tempdir().unwrap();
+    let secret = outside.path().join("secret.jpg");
+    std::fs::write(&secret, "TOP-SECRET").unwrap();
+
+    let photo = fixture("images/phone-photo-gps.jpg");
+    let body = multipart_body("pb", &[("file", Some("p.jpg"), &photo)]);
+    let mut stream = TcpStream::connect(server.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream
+        .write_all(upload_head(&format!("Content-Length: {}\r\n", body.len())).as_bytes())
+        .unwrap();
+    stream.write_all(&body[..body.len() / 2]).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let temp = loop {
+        if let Some(name) = entries(&dir)
+            .into_iter()
+            .find(|n| n.starts_with(".upload-"))
+        {
+            break name;
+        }
+        assert!(std::time::Instant::now() < deadline, "upload never started");
+        std::thread::sleep(Duration::from_millis(5));
+    };
+
+    std::fs::remove_file(dir.join(&temp)).unwrap();
+    std::os::unix::fs::symlink(&secret, dir.join(&temp)).unwrap();
+    stream.write_all(&body[body.len() / 2..]).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+
+    assert!(response.starts_with("HTTP/1.1 500"), "{response}");
+    assert!(entries(&dir).is_empty(), "{:?}", entries(&dir));
+    assert_eq!(std::fs::read_to_string(&secret).unwrap(), "TOP-SECRET");
+}
+
+#[test]
+fn an_oversized_part_header_is_refused_and_stores_nothing() {
+    let server = TestServer::start(&[]);
+    let mut body = format!(
+        "--pb\r\nContent-Disposition: form-data; name=\"f\"; filename=\"a.jpg\"\r\nX-Pad: {}\r\n\r\n",
+        "a".repeat(1024 * 1024)
+    )
+    .into_bytes();
+    body.extend_from_slice(&fixture("images/astronaut-small.jpg"));
+    body.extend_from_slice(b"\r\n--pb--\r\n");
+    let mut request = upload_head(&format!("Content-Length: {}\r\n", body.len())).into_bytes();
+    request.extend_from_slice(&body);
+    let (status, text) = raw_request(server.addr, &request);
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("malformed_multipart"), "{text}");
+    assert!(server.entries("medications").is_empty());
+}
