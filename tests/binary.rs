@@ -153,10 +153,7 @@ fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
 /// Opens an upload of `photo` by hand and sends only the first `sent` bytes of its body.
 fn half_upload(addr: SocketAddr, photo: &[u8], sent: usize) -> (TcpStream, Vec<u8>) {
     let body = multipart_body("botilyxboundary", &[("file", Some("phone.jpg"), photo)]);
-    let head = format!(
-        "POST /medications HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=botilyxboundary\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = raw_upload_head("botilyxboundary", body.len());
     let mut stream = TcpStream::connect(addr).unwrap();
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))

@@ -303,10 +303,7 @@ fn a_crash_loop_of_200_sigkills_loses_no_acknowledged_upload_and_shows_no_partia
         let photo_hash = sha256_hex(&photo);
         sent_payloads.insert(photo_hash.clone());
         let body = multipart_body("crashloop", &[("file", Some("photo.jpg"), &photo)]);
-        let head = format!(
-            "POST /medications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=crashloop\r\nContent-Length: {}\r\n\r\n",
-            body.len()
-        );
+        let head = raw_upload_head("crashloop", body.len());
         let mut stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))

@@ -326,11 +326,7 @@ fn malformed_bodies_get_400_and_store_nothing() {
     // Multipart without its closing boundary.
     let mut body = multipart_body("xyz", &[("file", Some("a.jpg"), &jpeg)]);
     body.truncate(body.len() - "--xyz--\r\n".len());
-    let request = [
-        format!("POST /medications HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=xyz\r\nContent-Length: {}\r\n\r\n", body.len()).into_bytes(),
-        body,
-    ]
-    .concat();
+    let request = [raw_upload_head("xyz", body.len()).into_bytes(), body].concat();
     let (status, text) = raw_request(server.addr, &request);
     assert_eq!(status, 400, "{text}");
     assert!(text.contains("malformed_multipart"), "{text}");
@@ -468,10 +464,7 @@ fn a_part_named_only_with_rfc_5987_filename_star_is_a_file() {
     let mut body = b"--q\r\nContent-Disposition: form-data; name=\"f\"; filename*=UTF-8''caf%C3%A9%20Foto.jpg\r\n\r\n".to_vec();
     body.extend_from_slice(&jpeg);
     body.extend_from_slice(b"\r\n--q--\r\n");
-    let head = format!(
-        "POST /medications HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: multipart/form-data; boundary=q\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
+    let head = raw_upload_head("q", body.len());
     let (status, text) = raw_request(server.addr, &[head.into_bytes(), body].concat());
     assert_eq!(status, 201, "{text}");
     assert!(text.contains("\"name\":\"caf-foto-"), "{text}");

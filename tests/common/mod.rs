@@ -189,6 +189,14 @@ pub fn raw_get(addr: SocketAddr, path: &str) -> (u16, String) {
     )
 }
 
+/// The head of a hand-made `POST /medications` carrying a multipart body of `length` bytes.
+pub fn raw_upload_head(boundary: &str, length: usize) -> String {
+    format!(
+        "POST /medications HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Content-Type: multipart/form-data; boundary={boundary}\r\nContent-Length: {length}\r\n\r\n"
+    )
+}
+
 /// A multipart body by hand, for cases a client library will not produce.
 pub fn multipart_body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Vec<u8> {
     let mut body = Vec::new();
