@@ -1,7 +1,7 @@
 //! Start-up and the application: prepare the data folder, build the one `App` that the binary
 //! and the tests both run, and serve until SIGTERM lets in-flight requests finish.
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{Server, ServiceFactory, ServiceRequest, ServiceResponse};
@@ -18,6 +18,9 @@ use crate::metrics::Metrics;
 use crate::routes;
 use crate::staging::UploadRules;
 use crate::storage::{self, Storage};
+
+/// Connections the kernel may queue before the server accepts them.
+const LISTEN_BACKLOG: u32 = 4096;
 
 /// What every handler reads.
 #[derive(Debug)]
@@ -120,18 +123,25 @@ pub fn start(config: Config) -> anyhow::Result<(Server, SocketAddr)> {
         );
     }
 
-    let listener = TcpListener::bind(config.bind)
-        .with_context(|| format!("--bind {}: cannot listen on this address", config.bind))?;
-    let address = listener.local_addr()?;
-
+    let bind = config.bind;
     let workers = config.workers;
     let grace = config.shutdown_grace;
     let state = AppState::new(config, storage);
+
+    // NOTE: actix binds with a deep accept queue; a plain std listener gets 128, which a browser
+    // opening a page of photos through a busy ingress can overflow.
     let server = HttpServer::new(move || app(state.clone()))
         .workers(workers)
+        .backlog(LISTEN_BACKLOG)
         .shutdown_timeout(grace.as_secs())
-        .listen(listener)?
-        .run();
+        .bind(bind)
+        .with_context(|| format!("--bind {bind}: cannot listen on this address"))?;
+    let address = server
+        .addrs()
+        .first()
+        .copied()
+        .context("no address was bound")?;
+    let server = server.run();
 
     log::info!("listening on http://{address}");
     Ok((server, address))
