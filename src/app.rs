@@ -79,7 +79,7 @@ pub fn prepare_storage(config: &Config) -> anyhow::Result<Storage> {
     let storage = Storage::new(&config.data_dir, &config.collections);
 
     let mut failures = Vec::new();
-    for collection in storage.collections(&config.collections) {
+    for collection in storage.collections() {
         let report = FolderReport::inspect(collection, true);
         match report.verdict {
             Verdict::Ok => {}

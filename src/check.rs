@@ -14,7 +14,7 @@ use crate::storage::Storage;
 pub fn check(config: &Config, json: bool) -> anyhow::Result<bool> {
     let storage = Storage::new(&config.data_dir, &config.collections);
     let reports: Vec<FolderReport> = storage
-        .collections(&config.collections)
+        .collections()
         .map(|c| FolderReport::inspect(c, false))
         .collect();
     let all_ok = reports.iter().all(|r| r.verdict == Verdict::Ok);

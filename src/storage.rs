@@ -5,7 +5,6 @@
 //! fsynced, it never replaces an existing file, and the folder is fsynced before anyone is told
 //! it is stored.
 
-use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
@@ -27,8 +26,8 @@ pub struct Collection {
 /// The data folder and its collections.
 #[derive(Debug)]
 pub struct Storage {
-    root: PathBuf,
-    collections: HashMap<String, Collection>,
+    /// In the configured order; a handful at most, so a scan beats hashing.
+    collections: Vec<Collection>,
 }
 
 impl Storage {
@@ -36,18 +35,12 @@ impl Storage {
     pub fn new(data_dir: &Path, names: &[String]) -> Self {
         let collections = names
             .iter()
-            .map(|name| {
-                let collection = Collection {
-                    name: name.clone(),
-                    dir: data_dir.join(name),
-                };
-                (name.clone(), collection)
+            .map(|name| Collection {
+                name: name.clone(),
+                dir: data_dir.join(name),
             })
             .collect();
-        Storage {
-            root: data_dir.to_path_buf(),
-            collections,
-        }
+        Storage { collections }
     }
 
     /// The collection called `name`.
@@ -56,23 +49,20 @@ impl Storage {
     /// 404 when there is none.
     pub fn collection(&self, name: &str) -> Result<&Collection, ApiError> {
         self.collections
-            .get(name)
+            .iter()
+            .find(|c| c.name == name)
             .ok_or_else(|| ApiError::UnknownCollection(name.to_owned()))
     }
 
     /// Every collection, in the order they were configured.
-    pub fn collections<'a>(&'a self, order: &'a [String]) -> impl Iterator<Item = &'a Collection> {
-        order.iter().filter_map(|name| self.collections.get(name))
-    }
-
-    pub fn root(&self) -> &Path {
-        &self.root
+    pub fn collections(&self) -> impl Iterator<Item = &Collection> {
+        self.collections.iter()
     }
 
     /// Opens a stored file for reading.
     ///
-    /// SECURITY: the name is one checked component, and a symbolic link is followed only when
-    /// its target stays inside the data folder (or the collection's own folder).
+    /// SECURITY: the name is one checked component, and a symbolic link is followed only to a
+    /// visible file directly inside a collection folder (see `open_link`).
     ///
     /// # Errors
     /// 400/404 for names that cannot be served, 404 for a missing or non-regular file.
@@ -113,7 +103,7 @@ impl Storage {
             .is_some_and(|n| naming::check_requested_name(n).is_ok());
         let in_a_collection = target.parent().is_some_and(|parent| {
             self.collections
-                .values()
+                .iter()
                 .any(|c| fs::canonicalize(&c.dir).is_ok_and(|dir| dir == parent))
         });
         if !(visible && in_a_collection) {

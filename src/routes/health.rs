@@ -17,7 +17,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let failures = web::block(move || {
         state
             .storage
-            .collections(&state.config.collections)
+            .collections()
             .filter_map(|c| {
                 probe_write(&c.dir).err().map(
                     |e| json!({ "collection": c.name, "path": c.dir, "reason": e.to_string() }),
@@ -44,9 +44,7 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// The metrics, in the OpenMetrics text format that Prometheus scrapes.
 pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    let body = state
-        .metrics
-        .render(state.storage.collections(&state.config.collections));
+    let body = state.metrics.render(state.storage.collections());
     HttpResponse::Ok()
         // NOTE: prometheus-client writes the OpenMetrics text format (`# EOF`, `_total`).
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
