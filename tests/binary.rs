@@ -142,14 +142,6 @@ fn temporary(dir: &Path) -> Vec<String> {
         .collect()
 }
 
-fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + limit;
-    while !done() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-}
-
 /// Opens an upload of `photo` by hand and sends only the first `sent` bytes of its body.
 fn half_upload(addr: SocketAddr, photo: &[u8], sent: usize) -> (TcpStream, Vec<u8>) {
     let body = multipart_body("botilyxboundary", &[("file", Some("phone.jpg"), photo)]);

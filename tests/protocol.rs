@@ -147,22 +147,13 @@ fn a_client_that_goes_away_mid_upload_leaves_nothing() {
             .write_all(upload_head(&format!("Content-Length: {}\r\n", body.len())).as_bytes())
             .unwrap();
         stream.write_all(&body[..body.len() / 2]).unwrap();
-        let dir = server.dir("medications");
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while entries(&dir).is_empty() {
-            assert!(std::time::Instant::now() < deadline, "upload never started");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_until(Duration::from_secs(10), "the upload to start", || {
+            !server.entries("medications").is_empty()
+        });
     }
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    while !server.entries("medications").is_empty() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "left {:?}",
-            server.entries("medications")
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    wait_until(Duration::from_secs(10), "the temporary file to go", || {
+        server.entries("medications").is_empty()
+    });
     assert_eq!(
         server
             .client
@@ -225,17 +216,15 @@ fn a_link_swapped_in_for_the_temporary_file_during_an_upload_is_never_published(
         .write_all(upload_head(&format!("Content-Length: {}\r\n", body.len())).as_bytes())
         .unwrap();
     stream.write_all(&body[..body.len() / 2]).unwrap();
-    let deadline = std::time::Instant::now() + Duration::from_secs(10);
-    let temp = loop {
-        if let Some(name) = entries(&dir)
+    let temporary = || {
+        entries(&dir)
             .into_iter()
             .find(|n| n.starts_with(".upload-"))
-        {
-            break name;
-        }
-        assert!(std::time::Instant::now() < deadline, "upload never started");
-        std::thread::sleep(Duration::from_millis(5));
     };
+    wait_until(Duration::from_secs(10), "the upload to start", || {
+        temporary().is_some()
+    });
+    let temp = temporary().unwrap();
 
     std::fs::remove_file(dir.join(&temp)).unwrap();
     std::os::unix::fs::symlink(&secret, dir.join(&temp)).unwrap();

@@ -215,6 +215,19 @@ pub fn multipart_body(boundary: &str, parts: &[(&str, Option<&str>, &[u8])]) -> 
     body
 }
 
+/// Polls `done` until it holds; fails naming `what` after `limit`. Waits on a condition, never
+/// a fixed sleep.
+pub fn wait_until(limit: Duration, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + limit;
+    while !done() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 /// Whether this test may do what needs root. Without root it says so loudly; under CI (the `CI`
 /// variable set) a missing prerequisite is a failure, never a silent skip.
 pub fn require_root(what: &str) -> bool {
