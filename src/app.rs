@@ -38,11 +38,12 @@ impl AppState {
             max_bytes: config.max_upload_bytes,
             allowed: config.allowed_types.clone(),
         };
+        let metrics = Metrics::new(storage.collections().map(|c| c.name.as_str()));
         web::Data::new(AppState {
             config,
             storage,
             rules,
-            metrics: Metrics::new(),
+            metrics,
             cache: FileCache::default(),
         })
     }
@@ -154,7 +155,9 @@ pub fn start(config: Config) -> anyhow::Result<(Server, SocketAddr)> {
 /// Start-up failures (see [`start`]) and server I/O errors.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
     let (server, _) = start(config)?;
-    server.await.context("server stopped with an error")?;
+    let result = server.await.context("server stopped with an error");
+    crate::access_log::flush();
+    result?;
     log::info!("stopped");
     Ok(())
 }

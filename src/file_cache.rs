@@ -14,7 +14,6 @@ use std::collections::HashMap;
 use std::fs::{File, Metadata};
 use std::io::Read;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -58,11 +57,11 @@ impl Stamp {
     }
 }
 
-/// One cached file: its stamp, its validators as sent, and its bytes.
+/// One cached file: where it is, its stamp, its validators as sent, and its bytes.
 #[derive(Debug)]
 pub struct Entry {
+    collection: String,
     pub stamp: Stamp,
-    pub etag: EntityTag,
     pub etag_header: HeaderValue,
     pub modified: SystemTime,
     pub last_modified_header: HeaderValue,
@@ -71,19 +70,37 @@ pub struct Entry {
 
 impl Entry {
     /// Reads `file` whole; `meta` is its `fstat`, taken before the read.
-    fn load(mut file: File, meta: &Metadata) -> std::io::Result<Entry> {
+    fn load(collection: &str, mut file: File, meta: &Metadata) -> std::io::Result<Entry> {
         let mut body = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut body)?;
-        let modified = meta.modified()?;
-        let etag = etag_for(meta);
+        let validators = Validators::of(meta)?;
         Ok(Entry {
+            collection: collection.to_owned(),
             stamp: Stamp::of(meta),
-            etag_header: HeaderValue::from_str(&etag.to_string()).map_err(std::io::Error::other)?,
-            etag,
+            etag_header: validators.etag_header,
+            modified: validators.modified,
+            last_modified_header: validators.last_modified_header,
+            body: Bytes::from(body),
+        })
+    }
+}
+
+/// A file version's `ETag` and `Last-Modified`, parsed and as sent.
+pub struct Validators {
+    pub etag_header: HeaderValue,
+    pub modified: SystemTime,
+    pub last_modified_header: HeaderValue,
+}
+
+impl Validators {
+    pub fn of(meta: &Metadata) -> std::io::Result<Validators> {
+        let modified = meta.modified()?;
+        Ok(Validators {
+            etag_header: HeaderValue::from_str(&etag_for(meta).to_string())
+                .map_err(std::io::Error::other)?,
             modified,
             last_modified_header: HeaderValue::from_str(&HttpDate::from(modified).to_string())
                 .map_err(std::io::Error::other)?,
-            body: Bytes::from(body),
         })
     }
 }
@@ -106,31 +123,40 @@ pub struct FileCache {
     inner: RwLock<Entries>,
 }
 
+/// Keyed by file name alone: stored names are unique, and an entry whose collection differs
+/// (an operator's copy of a file under the same name) is a miss that the next load replaces.
 #[derive(Debug, Default)]
 struct Entries {
-    by_path: HashMap<PathBuf, Arc<Entry>>,
+    by_name: HashMap<String, Arc<Entry>>,
     bytes: usize,
 }
 
 impl FileCache {
-    /// The cached entry for `path` if it is still the file on disk (`stamp`, from `lstat`).
-    pub fn get(&self, path: &Path, stamp: &Stamp) -> Option<Arc<Entry>> {
+    /// The cached entry for `name` in `collection` if it is still the file on disk (`stamp`,
+    /// from `lstat`).
+    pub fn get(&self, collection: &str, name: &str, stamp: &Stamp) -> Option<Arc<Entry>> {
         let entries = self.inner.read().ok()?;
         entries
-            .by_path
-            .get(path)
-            .filter(|e| e.stamp == *stamp)
+            .by_name
+            .get(name)
+            .filter(|e| e.stamp == *stamp && e.collection == collection)
             .cloned()
     }
 
     /// Loads an opened small file and caches it when it is settled and still the file that
     /// `lstat` saw; returns the entry either way, or `None` when the file changed meanwhile.
-    pub fn load(&self, path: &Path, stamp: &Stamp, file: File) -> Option<Arc<Entry>> {
+    pub fn load(
+        &self,
+        collection: &str,
+        name: &str,
+        stamp: &Stamp,
+        file: File,
+    ) -> Option<Arc<Entry>> {
         let meta = file.metadata().ok()?;
         if Stamp::of(&meta) != *stamp {
             return None;
         }
-        let entry = Arc::new(Entry::load(file, &meta).ok()?);
+        let entry = Arc::new(Entry::load(collection, file, &meta).ok()?);
         if stamp.settled()
             && let Ok(mut entries) = self.inner.write()
         {
@@ -138,10 +164,7 @@ impl FileCache {
                 *entries = Entries::default();
             }
             entries.bytes += entry.body.len();
-            if let Some(old) = entries
-                .by_path
-                .insert(path.to_path_buf(), Arc::clone(&entry))
-            {
+            if let Some(old) = entries.by_name.insert(name.to_owned(), Arc::clone(&entry)) {
                 entries.bytes -= old.body.len();
             }
         }

@@ -4,7 +4,11 @@
 //! Labels stay bounded: a collection label is a configured collection or `-`, a method one of
 //! the methods the service answers or `OTHER`. Nothing here walks the folders: free space is one
 //! `statvfs` per collection at scrape time.
+//!
+//! Each label value is made once, when the metrics are created, and shared: recording a request
+//! allocates nothing.
 
+use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
 use actix_web::http::Method;
@@ -17,21 +21,24 @@ use prometheus_client::registry::{Registry, Unit};
 
 use crate::storage::Collection;
 
+/// A collection's name as a label value, or `-` for a path outside every collection.
+type Label = Arc<String>;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
-    collection: String,
+    collection: Label,
     method: &'static str,
     status: u16,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct CollectionLabel {
-    collection: String,
+    collection: Label,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RefusalLabels {
-    collection: String,
+    collection: Label,
     reason: &'static str,
 }
 
@@ -47,16 +54,18 @@ pub struct Metrics {
     bytes_stored: Family<CollectionLabel, Counter>,
     uploads_in_progress: Gauge,
     free_bytes: Family<CollectionLabel, Gauge<u64, AtomicU64>>,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
+    /// One label per configured collection, then `-`.
+    labels: Vec<Label>,
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of a server with these collections.
+    pub fn new<'a>(collections: impl IntoIterator<Item = &'a str>) -> Self {
+        let labels = collections
+            .into_iter()
+            .chain(["-"])
+            .map(|name| Arc::new(name.to_owned()))
+            .collect();
         let mut registry = Registry::with_prefix("botilyx_media");
         let requests = Family::default();
         // 0.5 ms to about 16 s.
@@ -115,10 +124,20 @@ impl Metrics {
             bytes_stored,
             uploads_in_progress,
             free_bytes,
+            labels,
         }
     }
 
-    /// Records one answered request; `collection` is a configured collection or `-`.
+    /// The label of `collection`: its own when it is configured, `-` for anything else, so the
+    /// label set stays bounded whatever a client asks for.
+    fn label(&self, collection: &str) -> CollectionLabel {
+        let found = self.labels.iter().find(|l| l.as_str() == collection);
+        CollectionLabel {
+            collection: Arc::clone(found.unwrap_or(&self.labels[self.labels.len() - 1])),
+        }
+    }
+
+    /// Records one answered request; `collection` is the first segment of its path.
     pub fn observe_request(
         &self,
         collection: &str,
@@ -127,19 +146,21 @@ impl Metrics {
         body_bytes: u64,
         seconds: f64,
     ) {
+        let label = self.label(collection);
+        self.duration.observe(seconds);
+        if label.collection.as_str() != "-"
+            && (status == 200 || status == 206)
+            && method == Method::GET
+        {
+            self.bytes_served.get_or_create(&label).inc_by(body_bytes);
+        }
         self.requests
             .get_or_create(&RequestLabels {
-                collection: collection.to_owned(),
+                collection: label.collection,
                 method: method_label(method),
                 status,
             })
             .inc();
-        self.duration.observe(seconds);
-        if collection != "-" && (status == 200 || status == 206) && method == Method::GET {
-            self.bytes_served
-                .get_or_create(&label(collection))
-                .inc_by(body_bytes);
-        }
     }
 
     /// Counts an upload as in progress until the guard is dropped (also when the client leaves).
@@ -149,16 +170,15 @@ impl Metrics {
     }
 
     pub fn upload_stored(&self, collection: &str, bytes: u64) {
-        self.uploads_stored.get_or_create(&label(collection)).inc();
-        self.bytes_stored
-            .get_or_create(&label(collection))
-            .inc_by(bytes);
+        let label = self.label(collection);
+        self.uploads_stored.get_or_create(&label).inc();
+        self.bytes_stored.get_or_create(&label).inc_by(bytes);
     }
 
     pub fn upload_refused(&self, collection: &str, reason: &'static str) {
         self.uploads_refused
             .get_or_create(&RefusalLabels {
-                collection: collection.to_owned(),
+                collection: self.label(collection).collection,
                 reason,
             })
             .inc();
@@ -169,7 +189,7 @@ impl Metrics {
         for collection in collections {
             if let Some(free) = crate::folder_check::free_bytes(&collection.dir) {
                 self.free_bytes
-                    .get_or_create(&label(&collection.name))
+                    .get_or_create(&self.label(&collection.name))
                     .set(free);
             }
         }
@@ -186,12 +206,6 @@ pub struct InProgress<'a>(&'a Gauge);
 impl Drop for InProgress<'_> {
     fn drop(&mut self) {
         self.0.dec();
-    }
-}
-
-fn label(collection: &str) -> CollectionLabel {
-    CollectionLabel {
-        collection: collection.to_owned(),
     }
 }
 

@@ -3,17 +3,20 @@
 //!
 //! Durability rule: a file becomes visible under its final name only after its bytes are
 //! fsynced, it never replaces an existing file, and the folder is fsynced before anyone is told
-//! it is stored.
+//! it is stored. The folder fsyncs are shared by changes that finish together
+//! ([`FolderSync`]).
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File, Metadata, OpenOptions};
 use std::io;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use nix::errno::Errno;
 use nix::fcntl::{OFlag, RenameFlags, renameat2};
 
 use crate::error::ApiError;
+use crate::folder_sync::FolderSync;
 use crate::naming;
 
 /// One collection: a name in the URL and a folder on the volume.
@@ -28,19 +31,29 @@ pub struct Collection {
 pub struct Storage {
     /// In the configured order; a handful at most, so a scan beats hashing.
     collections: Vec<Collection>,
+    /// One per collection, in the same order: every upload and removal in a folder shares its
+    /// fsyncs. Built once with the server, so concurrent requests meet here.
+    folders: Vec<Arc<FolderSync>>,
 }
 
 impl Storage {
     /// Describes the collections under `data_dir`; touches nothing on disk.
     pub fn new(data_dir: &Path, names: &[String]) -> Self {
-        let collections = names
+        let collections: Vec<Collection> = names
             .iter()
             .map(|name| Collection {
                 name: name.clone(),
                 dir: data_dir.join(name),
             })
             .collect();
-        Storage { collections }
+        let folders = collections
+            .iter()
+            .map(|c| Arc::new(FolderSync::new(c.dir.clone())))
+            .collect();
+        Storage {
+            collections,
+            folders,
+        }
     }
 
     /// The collection called `name`.
@@ -59,7 +72,19 @@ impl Storage {
         self.collections.iter()
     }
 
-    /// Opens a stored file for reading.
+    /// The shared fsync of `collection`'s folder.
+    ///
+    /// # Errors
+    /// 404 when `collection` is not one of this storage's.
+    pub fn folder_sync(&self, collection: &Collection) -> Result<&Arc<FolderSync>, ApiError> {
+        self.collections
+            .iter()
+            .position(|c| c.name == collection.name)
+            .map(|i| &self.folders[i])
+            .ok_or_else(|| ApiError::UnknownCollection(collection.name.clone()))
+    }
+
+    /// Opens a stored file for reading; the file, its path and its `fstat`.
     ///
     /// SECURITY: the name is one checked component, and a symbolic link is followed only to a
     /// visible file directly inside a collection folder (see `open_link`).
@@ -70,7 +95,7 @@ impl Storage {
         &self,
         collection: &Collection,
         name: &str,
-    ) -> Result<(File, PathBuf), ApiError> {
+    ) -> Result<(File, PathBuf, Metadata), ApiError> {
         naming::check_requested_name(name)?;
         let path = collection.dir.join(name);
 
@@ -87,7 +112,7 @@ impl Storage {
         if !metadata.is_file() {
             return Err(ApiError::FileNotFound);
         }
-        Ok((file, path))
+        Ok((file, path, metadata))
     }
 
     /// Follows a symbolic link only to a file that could be served by its own name: a visible
@@ -134,7 +159,8 @@ impl Storage {
             Err(e) if is_not_found(&e) => return Err(ApiError::FileNotFound),
             Err(e) => return Err(ApiError::internal(format!("removing {path:?}"), e)),
         }
-        sync_dir(&collection.dir)
+        self.folder_sync(collection)?
+            .sync()
             .map_err(|e| ApiError::internal(format!("syncing {:?}", collection.dir), e))
     }
 }

@@ -602,3 +602,91 @@ fn a_folder_made_read_only_under_a_running_server_refuses_writes_clearly_and_rec
     );
     assert_eq!(visible(&medications).len(), 2);
 }
+
+/// The access lines of `log`, each split into its fields after the `[time LEVEL target]` part.
+fn access_lines(log: &str) -> Vec<Vec<String>> {
+    log.lines()
+        .filter_map(|line| line.split_once(" botilyx_media::access] "))
+        .map(|(_, rest)| rest.split(' ').map(str::to_owned).collect())
+        .collect()
+}
+
+#[test]
+fn the_access_log_has_one_line_per_request_within_a_second_and_all_at_stop() {
+    let data = tempfile::tempdir().unwrap();
+    let token = "s3cret-token-value";
+    let mut server = Running::start(data.path(), &["--upload-token", token]);
+    let client = client();
+
+    // A path that tries to forge a second line, a health probe (debug only), and a read.
+    let forged = "/medications/x%0A%5B2026-01-01T00:00:00Z%20INFO%20forged%5D.jpg";
+    let refused = client.get(server.url(forged)).send().unwrap();
+    assert_eq!(refused.status(), 400);
+    let refused_len = refused.bytes().unwrap().len().to_string();
+    assert_eq!(
+        client.get(server.url("/healthz")).send().unwrap().status(),
+        200
+    );
+    let form = reqwest::blocking::multipart::Form::new().part(
+        "file",
+        reqwest::blocking::multipart::Part::bytes(fixture("images/rocket.jpg"))
+            .file_name("rocket.jpg"),
+    );
+    let stored: serde_json::Value = client
+        .post(server.url("/medications"))
+        .bearer_auth(token)
+        .multipart(form)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let url = stored["files"][0]["url"].as_str().unwrap().to_owned();
+    let read = client.get(server.url(&url)).send().unwrap();
+    assert_eq!(read.status(), 200);
+    assert_eq!(read.bytes().unwrap().len(), 112_525);
+
+    // Lines wait at most a second; allow for a loaded machine.
+    wait_until(Duration::from_secs(10), "three access lines", || {
+        access_lines(&server.log_text()).len() >= 3
+    });
+    let log = server.log_text();
+    let lines = access_lines(&log);
+    assert_eq!(
+        lines.len(),
+        3,
+        "no line for the health probe at info:\n{log}"
+    );
+    assert_eq!(lines[0][..2], ["127.0.0.1", "GET"], "{log}");
+    assert_eq!(
+        lines[0][2],
+        format!("{forged:?}"),
+        "the path as sent, still encoded: {log}"
+    );
+    assert_eq!(lines[0][3..5], ["400", &refused_len], "{log}");
+    assert_eq!(lines[1][1..2], ["POST"], "{log}");
+    assert_eq!(lines[1][3], "201", "{log}");
+    assert_eq!(
+        lines[2][1..5],
+        ["GET", &format!("{url:?}"), "200", "112525"],
+        "{log}"
+    );
+    for line in &lines {
+        let duration = line[5].strip_suffix("ms").expect("a duration in ms");
+        assert!(duration.parse::<f64>().is_ok(), "{line:?}");
+    }
+    assert!(
+        !log.contains("forged]") && !log.contains(token),
+        "no decoded path, no token: {log}"
+    );
+
+    // Every line still waiting is written when the server stops.
+    for _ in 0..200 {
+        assert_eq!(client.get(server.url(&url)).send().unwrap().status(), 200);
+    }
+    server.signal(Signal::SIGTERM);
+    assert_eq!(server.wait_exit(Duration::from_secs(30)), Some(0));
+    wait_until(Duration::from_secs(5), "the log to be read", || {
+        server.log_text().contains("stopped")
+    });
+    assert_eq!(access_lines(&server.log_text()).len(), 203);
+}

@@ -521,3 +521,108 @@ fn a_cached_file_replaced_rewritten_or_deleted_by_someone_else_is_never_served_s
     std::fs::remove_file(dir.join("photo.jpg")).unwrap();
     assert_eq!(get().status(), 404);
 }
+
+#[test]
+fn a_large_photo_is_sent_whole_whether_the_page_cache_holds_it_or_not() {
+    use nix::fcntl::{PosixFadviseAdvice, posix_fadvise};
+    use std::os::fd::AsRawFd;
+
+    let server = TestServer::start(&[]);
+    let (url, bytes) = stored(&server, "images/phone-photo-gps.jpg");
+    let path = server
+        .dir("medications")
+        .join(url.rsplit('/').next().unwrap());
+    let get = || server.client.get(server.url(&url)).send().unwrap();
+
+    // Warm: the whole file in one answer, with the validators the ranged path gives too.
+    let warm = get();
+    assert_eq!(warm.status(), 200);
+    let etag = warm.headers()["etag"].clone();
+    assert_eq!(warm.headers()["content-type"], "image/jpeg");
+    assert_eq!(
+        warm.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert_eq!(warm.bytes().unwrap().as_ref(), bytes.as_slice());
+    let ranged = server
+        .client
+        .get(server.url(&url))
+        .header("range", "bytes=0-0")
+        .send()
+        .unwrap();
+    assert_eq!(ranged.status(), 206);
+    assert_eq!(ranged.headers()["etag"], etag);
+
+    // Cold: the page cache is told to drop the file, so the disk must be read.
+    for _ in 0..3 {
+        let file = std::fs::File::open(&path).unwrap();
+        posix_fadvise(
+            file.as_raw_fd(),
+            0,
+            0,
+            PosixFadviseAdvice::POSIX_FADV_DONTNEED,
+        )
+        .unwrap();
+        let cold = get();
+        assert_eq!(cold.status(), 200);
+        let body = cold.bytes().unwrap();
+        assert_eq!(sha256_hex(&body), sha256_hex(&bytes), "cold read");
+    }
+
+    let head = server.client.head(server.url(&url)).send().unwrap();
+    assert_eq!(head.status(), 200);
+    assert_eq!(
+        head.headers()["content-length"],
+        bytes.len().to_string().as_str()
+    );
+    assert!(head.bytes().unwrap().is_empty());
+
+    let revalidated = server
+        .client
+        .get(server.url(&url))
+        .header("if-none-match", etag)
+        .send()
+        .unwrap();
+    assert_eq!(revalidated.status(), 304);
+    assert!(revalidated.bytes().unwrap().is_empty());
+}
+
+#[test]
+fn if_none_match_lists_weak_tags_and_star_revalidate_small_and_large_files() {
+    let server = TestServer::start(&[]);
+    for fixture_path in ["images/astronaut-small.jpg", "images/rocket.jpg"] {
+        let (url, _) = stored(&server, fixture_path);
+        let etag = server
+            .client
+            .get(server.url(&url))
+            .send()
+            .unwrap()
+            .headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        let status = |values: &[&str]| {
+            let mut request = server.client.get(server.url(&url));
+            for value in values {
+                request = request.header("if-none-match", *value);
+            }
+            request.send().unwrap().status().as_u16()
+        };
+        let weak = format!("W/{etag}");
+        let listed = format!("\"other\", {etag} ,\"more\"");
+        let longer = format!("{}x\"", &etag[..etag.len() - 1]);
+        let unquoted = etag.trim_matches('"').to_owned();
+        assert_eq!(status(&[&etag]), 304, "{fixture_path}");
+        assert_eq!(status(&[&weak]), 304, "{fixture_path}: weak comparison");
+        assert_eq!(status(&[&listed]), 304, "{fixture_path}: in a list");
+        assert_eq!(
+            status(&["\"other\"", &etag]),
+            304,
+            "{fixture_path}: 2 headers"
+        );
+        assert_eq!(status(&["*"]), 304, "{fixture_path}: any version");
+        assert_eq!(status(&[&longer]), 200, "{fixture_path}: {longer}");
+        assert_eq!(status(&[&unquoted]), 200, "{fixture_path}: {unquoted}");
+        assert_eq!(status(&["\"other\", W/\"x\""]), 200, "{fixture_path}");
+    }
+}

@@ -406,6 +406,44 @@ fn fifty_concurrent_uploads_of_one_name_give_fifty_distinct_intact_files() {
 }
 
 #[test]
+fn files_written_in_many_batches_are_stored_intact_even_several_at_once() {
+    let server = TestServer::start(&[]);
+    // A real JPEG followed by bytes that differ everywhere, so a lost, repeated or reordered
+    // piece of any write changes the stored file.
+    let mut big = fixture("images/phone-photo-gps.jpg");
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    while big.len() < 6_000_000 {
+        state = state
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1);
+        big.extend_from_slice(&state.to_le_bytes());
+    }
+
+    let names: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    let (status, body) = server.upload("medications", "big.jpg", big.clone(), None);
+                    assert_eq!(status, 201, "{body}");
+                    assert_eq!(body["files"][0]["size"], big.len());
+                    assert_eq!(body["files"][0]["sha256"], sha256_hex(&big));
+                    body["files"][0]["name"].as_str().unwrap().to_owned()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+
+    assert_eq!(server.entries("medications").len(), 4, "no temporary files");
+    for name in &names {
+        assert!(
+            std::fs::read(server.dir("medications").join(name)).unwrap() == big,
+            "{name} differs on disk"
+        );
+    }
+}
+
+#[test]
 fn unknown_collections_are_404() {
     let server = TestServer::start(&[]);
     let (status, body) =

@@ -1,7 +1,9 @@
 //! The routes, one file per endpoint, and the JSON answers for unknown routes and methods.
 //!
-//! A read: `read::read` → `Storage::open_for_read` (checked name, no escaping symlink) →
-//! `NamedFile` (validators, ranges) → safety headers.
+//! A read: `read::read` → a whole image comes from `file_cache::FileCache` (small, checked
+//! with one `lstat`) or `file_body::FileBody` (larger); anything else (ranges, links, other
+//! files) → `Storage::open_for_read` (checked name, no escaping symlink) → `NamedFile`
+//! (validators, ranges). Both add the safety headers.
 //! An upload: `upload::upload` → `auth::authorize_write` → each file part streamed into a
 //! `staging::StagedFile` (size, type, hash) → `staging::commit_all` (fsync, no-replace rename,
 //! folder fsync) → 201 with the stored names.
@@ -21,8 +23,9 @@ use crate::error::ApiError;
 
 /// Registers every route of the service.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    // NOTE: the router tries resources in order: the page's assets, then the busiest route.
-    cfg.service(read_only("/static/{name}", assets::asset))
+    // NOTE: the router tries services in order. The page's assets sit under a literal prefix,
+    // which costs a string comparison; the busiest route comes next.
+    cfg.service(web::scope("/static").service(read_only("/{name}", assets::asset)))
         .service(
             web::resource("/{collection}/{file}")
                 .route(web::get().to(read::read))

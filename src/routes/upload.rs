@@ -71,11 +71,12 @@ async fn receive_and_store(
             secs: deadline.as_secs(),
         })??;
 
-    // Make them durable under their final names, off the async workers.
-    let dir = collection.dir.clone();
+    // Make them durable under their final names, off the async workers; the folder's fsync is
+    // shared with the uploads that commit at the same time.
+    let folder = state.storage.folder_sync(collection)?.clone();
     let name = collection.name.clone();
     let originals: Vec<String> = staged.iter().map(|f| f.original().to_owned()).collect();
-    let stored = web::block(move || staging::commit_all(staged, &dir, &name))
+    let stored = web::block(move || staging::commit_all(staged, &folder, &name))
         .await
         .map_err(|e| ApiError::internal("committing an upload", std::io::Error::other(e)))??;
 
@@ -158,7 +159,7 @@ async fn receive_file(
     while let Some(chunk) = next_within(idle, field.next()).await? {
         let chunk = chunk.map_err(malformed)?;
         empty &= chunk.is_empty();
-        file.push(&chunk, rules).await?;
+        file.push(chunk, rules).await?;
     }
     if empty && original.is_empty() {
         return Ok(None);
