@@ -293,6 +293,19 @@ class Running:
                 ours.append(int(entry.name))
         return ours
 
+    def cpu_seconds(self) -> tuple[float, float]:
+        """User and system CPU time used so far by the server's processes (all threads)."""
+        tick = os.sysconf("SC_CLK_TCK")
+        user = system = 0
+        for pid in self.pids():
+            try:
+                fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            user += int(fields[11])  # utime, field 14 of stat(5), counted after the comm field
+            system += int(fields[12])  # stime
+        return user / tick, system / tick
+
     def memory_kib(self, field_name: str = "VmHWM") -> int:
         """Sum of a /proc status field over the server's processes, in KiB."""
         total = 0
@@ -479,9 +492,17 @@ class Results:
         self.runs.setdefault((server, scenario), []).append(r)
 
 
-def repeat(s: Settings, res: Results, server: str, scenario: str, fn) -> None:
+def repeat(s: Settings, res: Results, server: str, scenario: str, fn,
+           srv: "Running | None" = None) -> None:
+    """Runs `fn` (one wrk run) s.reps times; with `srv`, also the server's CPU time per request."""
     for _ in range(s.reps):
+        before = srv.cpu_seconds() if srv else None
         r = fn()
+        if srv and before and r["requests"]:
+            after = srv.cpu_seconds()
+            r["cpu_user_us"] = (after[0] - before[0]) / r["requests"] * 1e6
+            r["cpu_sys_us"] = (after[1] - before[1]) / r["requests"] * 1e6
+            r["cpu_us"] = r["cpu_user_us"] + r["cpu_sys_us"]
         if s.smoke:
             expect(r["requests"] > 0 and r["errors"] == 0,
                    f"{server} {scenario}: {r['requests']} requests, {r['errors']} errors")
@@ -500,16 +521,16 @@ def read_phase(s: Settings, res: Results, kind: str, data: Path) -> None:
 
         if not s.smoke:
             run_wrk(s, srv.port, small, "get.lua", conns, 1)  # warm-up, not recorded
-        repeat(s, res, kind, "s1", lambda: run_wrk(s, srv.port, small, "get.lua", conns, d))
+        repeat(s, res, kind, "s1", lambda: run_wrk(s, srv.port, small, "get.lua", conns, d), srv)
         res.memory[(kind, "s1")] = srv.memory_kib()
-        repeat(s, res, kind, "s2", lambda: run_wrk(s, srv.port, photo, "get.lua", conns, d))
+        repeat(s, res, kind, "s2", lambda: run_wrk(s, srv.port, photo, "get.lua", conns, d), srv)
         crowded = f"/treatment-images/{SMALL}"
-        repeat(s, res, kind, "s3", lambda: run_wrk(s, srv.port, crowded, "get.lua", conns, d))
+        repeat(s, res, kind, "s3", lambda: run_wrk(s, srv.port, crowded, "get.lua", conns, d), srv)
         if etag is None:
             res.notes.append(f"{kind} sends no ETag: scenario 4 does not apply.")
         else:
             repeat(s, res, kind, "s4", lambda: run_wrk(s, srv.port, small, "revalidate.lua",
-                                                       conns, d, {"BENCH_ETAG": etag}))
+                                                       conns, d, {"BENCH_ETAG": etag}), srv)
     finally:
         srv.stop()
 
@@ -722,6 +743,29 @@ class Report:
                       " Each phase starts the server afresh, so each peak is that phase's own.",
                       ""]
 
+    def cpu_table(self) -> list[str]:
+        """Where each server's time goes: CPU time per request, from /proc/<pid>/stat."""
+        scenarios = [("s1", "small image"), ("s2", "1 MB photo"), ("s3", "10,000 files"),
+                     ("s4", "304")]
+        out = ["### CPU time per request (µs, user + system, median repetition)", "",
+               "| server | " + " | ".join(name for _, name in scenarios) + " |",
+               "|---|" + "---:|" * len(scenarios)]
+        for server in self.s.servers:
+            cells = []
+            for scenario, _ in scenarios:
+                runs = self.res.runs.get((server, scenario)) or []
+                runs = [r for r in runs if "cpu_us" in r]
+                if not runs:
+                    cells.append("n/a")
+                    continue
+                r = sorted(runs, key=lambda r: r["cpu_us"])[len(runs) // 2]
+                cells.append(f"{r['cpu_us']:.1f} ({r['cpu_user_us']:.1f} + {r['cpu_sys_us']:.1f})")
+            out.append(f"| {server} | " + " | ".join(cells) + " |")
+        return out + ["", "From the server's own user and system time (`/proc/<pid>/stat`, all "
+                      "threads and processes) over each repetition, divided by the requests "
+                      "answered. On loopback, system time includes the TCP work of the client's "
+                      "side of each packet the server sends.", ""]
+
     def evaluate(self) -> list[str]:
         b = "botilyx-media"
         t: list[tuple[str, str, bool | None]] = []
@@ -789,6 +833,7 @@ class Report:
             *self.read_table("s4", "4. If-None-Match revalidation (304)", False),
             *self.upload_table(),
             *self.memory_table(),
+            *self.cpu_table(),
             *self.evaluate(),
         ]
         if self.res.notes:
