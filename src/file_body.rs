@@ -21,8 +21,10 @@ use actix_web::web::{self, Bytes};
 use futures_util::Stream;
 use rustix::io::{Errno, ReadWriteFlags, preadv2};
 
-/// Bytes read at a time: a 1 MB photo in four reads, while 64 downloads at once hold 16 MiB.
-const PIECE_BYTES: u64 = 256 * 1024;
+/// Bytes read at a time. NOTE: small enough that the piece is still in the CPU's cache when
+/// actix-http copies it on and the kernel copies it again: a 1 MB photo took 0.53–0.69 ms of CPU
+/// time in 64 KiB pieces, 0.74–0.86 ms in 32 KiB, 0.86–0.94 ms in 128 KiB and 1.0 ms in 256 KiB.
+const PIECE_BYTES: u64 = 64 * 1024;
 
 type BlockingRead = Pin<Box<dyn Future<Output = Result<io::Result<Vec<u8>>, BlockingError>>>>;
 
