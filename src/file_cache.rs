@@ -63,8 +63,8 @@ pub struct Entry {
     collection: String,
     pub stamp: Stamp,
     pub etag_header: HeaderValue,
-    pub modified: SystemTime,
-    pub last_modified_header: HeaderValue,
+    pub modified: Option<SystemTime>,
+    pub last_modified_header: Option<HeaderValue>,
     pub body: Bytes,
 }
 
@@ -88,19 +88,26 @@ impl Entry {
 /// A file version's `ETag` and `Last-Modified`, parsed and as sent.
 pub struct Validators {
     pub etag_header: HeaderValue,
-    pub modified: SystemTime,
-    pub last_modified_header: HeaderValue,
+    pub modified: Option<SystemTime>,
+    pub last_modified_header: Option<HeaderValue>,
 }
 
 impl Validators {
     pub fn of(meta: &Metadata) -> std::io::Result<Validators> {
-        let modified = meta.modified()?;
+        // NOTE: `HttpDate::from` panics on a time before 1970.
+        let modified = Some(meta.modified()?).filter(|t| *t >= UNIX_EPOCH);
+        let last_modified_header = match modified {
+            Some(t) => Some(
+                HeaderValue::from_str(&HttpDate::from(t).to_string())
+                    .map_err(std::io::Error::other)?,
+            ),
+            None => None,
+        };
         Ok(Validators {
             etag_header: HeaderValue::from_str(&etag_for(meta).to_string())
                 .map_err(std::io::Error::other)?,
             modified,
-            last_modified_header: HeaderValue::from_str(&HttpDate::from(modified).to_string())
-                .map_err(std::io::Error::other)?,
+            last_modified_header,
         })
     }
 }

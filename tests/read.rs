@@ -626,3 +626,74 @@ fn if_none_match_lists_weak_tags_and_star_revalidate_small_and_large_files() {
         assert_eq!(status(&["\"other\", W/\"x\""]), 200, "{fixture_path}");
     }
 }
+
+#[test]
+fn a_photo_modified_before_1970_is_served_without_last_modified() {
+    use std::time::{Duration, UNIX_EPOCH};
+
+    let server = TestServer::start(&[]);
+    let dir = server.dir("medications");
+    let long_ago = UNIX_EPOCH - Duration::from_secs(10 * 365 * 24 * 3600);
+    for (name, fixture_path) in [
+        ("old-small.jpg", "images/astronaut-small.jpg"),
+        ("old-large.jpg", "images/rocket.jpg"),
+    ] {
+        let bytes = fixture(fixture_path);
+        std::fs::write(dir.join(name), &bytes).unwrap();
+        let file = std::fs::File::options()
+            .write(true)
+            .open(dir.join(name))
+            .unwrap();
+        file.set_modified(long_ago).unwrap();
+
+        let url = server.url(&format!("/medications/{name}"));
+        let response = server.client.get(&url).send().unwrap();
+        assert_eq!(response.status(), 200, "{name}");
+        assert!(!response.headers().contains_key("last-modified"), "{name}");
+        let etag = response.headers()["etag"].clone();
+        assert_eq!(
+            response.bytes().unwrap().as_ref(),
+            bytes.as_slice(),
+            "{name}"
+        );
+
+        let head = server.client.head(&url).send().unwrap();
+        assert_eq!(head.status(), 200, "{name}");
+        let revalidated = server
+            .client
+            .get(&url)
+            .header("if-none-match", etag)
+            .send()
+            .unwrap();
+        assert_eq!(revalidated.status(), 304, "{name}");
+        let by_date = server
+            .client
+            .get(&url)
+            .header("if-modified-since", "Thu, 01 Jan 2026 00:00:00 GMT")
+            .send()
+            .unwrap();
+        assert_eq!(by_date.status(), 200, "{name}: no known date to compare");
+    }
+}
+
+#[test]
+fn a_star_inside_an_if_none_match_list_matches_nothing_on_either_path() {
+    let server = TestServer::start(&[]);
+    for fixture_path in ["images/astronaut-small.jpg", "images/rocket.jpg"] {
+        let (url, _) = stored(&server, fixture_path);
+        for extra in [None, Some(("if-match", "*"))] {
+            let mut request = server
+                .client
+                .get(server.url(&url))
+                .header("if-none-match", "\"a\", *");
+            if let Some((name, value)) = extra {
+                request = request.header(name, value);
+            }
+            assert_eq!(
+                request.send().unwrap().status(),
+                200,
+                "{fixture_path} {extra:?}"
+            );
+        }
+    }
+}

@@ -162,7 +162,7 @@ fn from_cache(req: &HttpRequest, entry: &Entry, image_type: ImageType) -> HttpRe
         not_modified,
         image_type,
         &entry.etag_header,
-        &entry.last_modified_header,
+        entry.last_modified_header.as_ref(),
         body,
     )
 }
@@ -189,24 +189,31 @@ fn whole_file(
         not_modified,
         image_type,
         &validators.etag_header,
-        &validators.last_modified_header,
+        validators.last_modified_header.as_ref(),
         body,
     ))
 }
 
-/// Whether the client's copy is current: `If-None-Match` names this version (weak comparison,
-/// as RFC 9110 asks for this header), or, without it, `If-Modified-Since` is not older.
-fn not_modified(req: &HttpRequest, etag: &HeaderValue, modified: SystemTime) -> bool {
+/// Whether the client's copy is current: `If-None-Match` is `*` or lists this version (weak
+/// comparison, as RFC 9110 asks for this header), or, without it, `If-Modified-Since` is not
+/// older than a known modification time. A `*` inside a list is invalid and matches nothing, as
+/// on the `NamedFile` path.
+fn not_modified(req: &HttpRequest, etag: &HeaderValue, modified: Option<SystemTime>) -> bool {
     let mut listed = req.headers().get_all(header::IF_NONE_MATCH).peekable();
     if listed.peek().is_some() {
         // NOTE: compared as bytes: a typed parse of the list costs more than the rest of a 304.
         return listed.any(|value| {
-            value.as_bytes().split(|&b| b == b',').any(|tag| {
-                let tag = tag.trim_ascii();
-                tag == b"*" || tag.strip_prefix(b"W/").unwrap_or(tag) == etag.as_bytes()
-            })
+            let value = value.as_bytes().trim_ascii();
+            value == b"*"
+                || value.split(|&b| b == b',').any(|tag| {
+                    let tag = tag.trim_ascii();
+                    tag.strip_prefix(b"W/").unwrap_or(tag) == etag.as_bytes()
+                })
         });
     }
+    let Some(modified) = modified else {
+        return false;
+    };
     req.get_header::<IfModifiedSince>()
         .is_some_and(|IfModifiedSince(since)| {
             let seconds = |t: SystemTime| t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
@@ -219,7 +226,7 @@ fn image_response(
     not_modified: bool,
     image_type: ImageType,
     etag: &HeaderValue,
-    last_modified: &HeaderValue,
+    last_modified: Option<&HeaderValue>,
     body: BoxBody,
 ) -> HttpResponse {
     let status = if not_modified {
@@ -234,7 +241,9 @@ fn image_response(
         HeaderValue::from_static(image_type.mime()),
     );
     headers.insert(header::ETAG, etag.clone());
-    headers.insert(header::LAST_MODIFIED, last_modified.clone());
+    if let Some(last_modified) = last_modified {
+        headers.insert(header::LAST_MODIFIED, last_modified.clone());
+    }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     add_headers(&mut response);
     response
