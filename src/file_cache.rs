@@ -62,9 +62,7 @@ impl Stamp {
 pub struct Entry {
     collection: String,
     pub stamp: Stamp,
-    pub etag_header: HeaderValue,
-    pub modified: Option<SystemTime>,
-    pub last_modified_header: Option<HeaderValue>,
+    pub validators: Validators,
     pub body: Bytes,
 }
 
@@ -73,19 +71,17 @@ impl Entry {
     fn load(collection: &str, mut file: File, meta: &Metadata) -> std::io::Result<Entry> {
         let mut body = Vec::with_capacity(meta.len() as usize);
         file.read_to_end(&mut body)?;
-        let validators = Validators::of(meta)?;
         Ok(Entry {
             collection: collection.to_owned(),
             stamp: Stamp::of(meta),
-            etag_header: validators.etag_header,
-            modified: validators.modified,
-            last_modified_header: validators.last_modified_header,
+            validators: Validators::of(meta)?,
             body: Bytes::from(body),
         })
     }
 }
 
 /// A file version's `ETag` and `Last-Modified`, parsed and as sent.
+#[derive(Debug)]
 pub struct Validators {
     pub etag_header: HeaderValue,
     pub modified: Option<SystemTime>,

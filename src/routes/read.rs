@@ -152,19 +152,9 @@ fn open_whole(state: &AppState, collection: &Collection, name: &str) -> Result<W
 
 /// 200 with the cached body, or 304 when the client's validator still matches.
 fn from_cache(req: &HttpRequest, entry: &Entry, image_type: ImageType) -> HttpResponse {
-    let not_modified = not_modified(req, &entry.etag_header, entry.modified);
-    let body = if not_modified {
-        BoxBody::new(())
-    } else {
+    image_response(req, &entry.validators, image_type, || {
         BoxBody::new(entry.body.clone())
-    };
-    image_response(
-        not_modified,
-        image_type,
-        &entry.etag_header,
-        entry.last_modified_header.as_ref(),
-        body,
-    )
+    })
 }
 
 /// 200 streaming a larger file, or 304 when the client's validator still matches.
@@ -176,22 +166,12 @@ fn whole_file(
 ) -> Result<HttpResponse, ApiError> {
     let validators = Validators::of(meta)
         .map_err(|e| ApiError::internal("reading a file's modification time", e))?;
-    let not_modified = not_modified(req, &validators.etag_header, validators.modified);
-    let body = if not_modified {
-        BoxBody::new(())
-    } else {
+    Ok(image_response(req, &validators, image_type, || {
         BoxBody::new(SizedStream::new(
             meta.len(),
             FileBody::new(file, meta.len()),
         ))
-    };
-    Ok(image_response(
-        not_modified,
-        image_type,
-        &validators.etag_header,
-        validators.last_modified_header.as_ref(),
-        body,
-    ))
+    }))
 }
 
 /// Whether the client's copy is current: `If-None-Match` is `*` or lists this version (weak
@@ -221,18 +201,18 @@ fn not_modified(req: &HttpRequest, etag: &HeaderValue, modified: Option<SystemTi
         })
 }
 
-/// An image answer with its validators and the safety headers.
+/// An image answer with its validators and the safety headers: 304 when the client's copy is
+/// current, otherwise 200 with `body()`.
 fn image_response(
-    not_modified: bool,
+    req: &HttpRequest,
+    validators: &Validators,
     image_type: ImageType,
-    etag: &HeaderValue,
-    last_modified: Option<&HeaderValue>,
-    body: BoxBody,
+    body: impl FnOnce() -> BoxBody,
 ) -> HttpResponse {
-    let status = if not_modified {
-        StatusCode::NOT_MODIFIED
+    let (status, body) = if not_modified(req, &validators.etag_header, validators.modified) {
+        (StatusCode::NOT_MODIFIED, BoxBody::new(()))
     } else {
-        StatusCode::OK
+        (StatusCode::OK, body())
     };
     let mut response = HttpResponse::with_body(status, body);
     let headers = response.headers_mut();
@@ -240,8 +220,8 @@ fn image_response(
         header::CONTENT_TYPE,
         HeaderValue::from_static(image_type.mime()),
     );
-    headers.insert(header::ETAG, etag.clone());
-    if let Some(last_modified) = last_modified {
+    headers.insert(header::ETAG, validators.etag_header.clone());
+    if let Some(last_modified) = &validators.last_modified_header {
         headers.insert(header::LAST_MODIFIED, last_modified.clone());
     }
     headers.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
